@@ -1,0 +1,111 @@
+"""JWT bearer auth: roles admin, partner, system; a partner token reaches only its own partner's data."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from enum import StrEnum
+from typing import Annotated
+
+import jwt
+from fastapi import Depends, Request
+from pydantic import BaseModel
+
+from partnerhub.config import Settings, get_settings
+from partnerhub.problems import Problem
+
+
+class Role(StrEnum):
+    ADMIN = "admin"
+    PARTNER = "partner"
+    SYSTEM = "system"
+
+
+class Principal(BaseModel):
+    sub: str
+    role: Role
+    partner_id: uuid.UUID | None = None
+
+    def may_see_partner(self, partner_id: uuid.UUID | str | None) -> bool:
+        if self.role is not Role.PARTNER:
+            return True
+        return partner_id is not None and str(partner_id) == str(self.partner_id)
+
+
+def issue_token(
+    settings: Settings,
+    role: Role | str,
+    sub: str | None = None,
+    partner_id: uuid.UUID | str | None = None,
+    ttl_seconds: int = 12 * 3600,
+) -> str:
+    role = Role(role)
+    if role is Role.PARTNER and partner_id is None:
+        raise ValueError("a partner token needs a partner id")
+    now = int(time.time())
+    claims: dict[str, object] = {"sub": sub or f"{role.value}-user", "role": role.value, "iat": now}
+    claims["exp"] = now + ttl_seconds
+    if partner_id is not None:
+        claims["partner_id"] = str(partner_id)
+    return jwt.encode(claims, settings.signing_secret, algorithm="HS256")
+
+
+def _unauthorized(detail: str) -> Problem:
+    return Problem(401, "Unauthorized", detail, headers={"WWW-Authenticate": "Bearer"})
+
+
+def verify_token(token: str, settings: Settings) -> Principal:
+    try:
+        if settings.jwt_public_key:
+            claims = jwt.decode(token, settings.jwt_public_key, algorithms=["RS256"], options={"require": ["sub"]})
+        else:
+            claims = jwt.decode(token, settings.signing_secret, algorithms=["HS256"], options={"require": ["sub"]})
+    except jwt.ExpiredSignatureError as exc:
+        raise _unauthorized("the token has expired") from exc
+    except jwt.PyJWTError as exc:
+        raise _unauthorized(f"the token is not valid: {exc}") from exc
+    role = claims.get("role")
+    if role not in {r.value for r in Role}:
+        raise _unauthorized("the token's role claim must be admin, partner or system")
+    partner_id = claims.get("partner_id")
+    if role == Role.PARTNER.value:
+        try:
+            partner_id = uuid.UUID(str(partner_id))
+        except ValueError as exc:
+            raise _unauthorized("a partner token needs a partner_id claim holding a partner id") from exc
+    else:
+        partner_id = None
+    return Principal(sub=str(claims["sub"]), role=Role(role), partner_id=partner_id)
+
+
+def authenticate(request: Request) -> Principal:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise _unauthorized("an Authorization: Bearer <JWT> header is required")
+    return verify_token(token.strip(), get_settings())
+
+
+def require(*roles: Role):  # type: ignore[no-untyped-def]
+    allowed = frozenset(roles)
+
+    def dependency(principal: Annotated[Principal, Depends(authenticate)]) -> Principal:
+        if principal.role not in allowed:
+            names = ", ".join(sorted(r.value for r in allowed))
+            raise Problem(403, "Forbidden", f"this call is for the roles: {names}")
+        return principal
+
+    return dependency
+
+
+def ensure_partner_scope(principal: Principal, partner_id: uuid.UUID | str) -> None:
+    """A path naming another partner's id is forbidden to a partner token."""
+    if not principal.may_see_partner(partner_id):
+        raise Problem(403, "Forbidden", "a partner token reaches only its own partner's data")
+
+
+Anyone = Annotated[Principal, Depends(require(Role.ADMIN, Role.PARTNER, Role.SYSTEM))]
+Admin = Annotated[Principal, Depends(require(Role.ADMIN))]
+System = Annotated[Principal, Depends(require(Role.SYSTEM))]
+AdminOrSystem = Annotated[Principal, Depends(require(Role.ADMIN, Role.SYSTEM))]
+AdminOrPartner = Annotated[Principal, Depends(require(Role.ADMIN, Role.PARTNER))]

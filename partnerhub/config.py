@@ -1,0 +1,84 @@
+"""Settings read from the environment (PARTNERHUB_*, plus KAFKA_BOOTSTRAP_SERVERS)."""
+
+from __future__ import annotations
+
+import warnings
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEV_JWT_SECRET = "partnerhub-dev-secret-change-me-0123456789"
+DEFAULT_PORTS = {"registry": 8001, "accounts": 8002, "incentives": 8003, "funds": 8004}
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PARTNERHUB_", extra="ignore")
+
+    kafka_bootstrap_servers: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS", "PARTNERHUB_KAFKA_BOOTSTRAP_SERVERS"),
+    )
+    # Idempotent producers need broker support; Tansu has none, so the embedded runtime turns it off.
+    kafka_idempotence: bool = True
+    kafka_client_id: str = "partnerhub"
+
+    registry_database_url: str | None = None
+    accounts_database_url: str | None = None
+    incentives_database_url: str | None = None
+    funds_database_url: str | None = None
+
+    jwt_secret: str | None = None
+    jwt_public_key: str | None = None
+    cors_origins: str = ""
+
+    data_dir: Path = Path.home() / ".partnerhub"
+    host: str = "127.0.0.1"
+    registry_port: int = DEFAULT_PORTS["registry"]
+    accounts_port: int = DEFAULT_PORTS["accounts"]
+    incentives_port: int = DEFAULT_PORTS["incentives"]
+    funds_port: int = DEFAULT_PORTS["funds"]
+    registry_url: str | None = None
+    registry_timeout_seconds: float = 2.0
+
+    # Republish every kept outbox row once at start: set by `partnerhub up` when it starts a fresh broker.
+    outbox_replay: bool = False
+    outbox_retention_days: int = 7
+    outbox_batch_size: int = 500
+    consumer_batch_size: int = 500
+    drain_timeout_seconds: float = 30.0
+    log_level: str = "INFO"
+
+    def database_url(self, service: str) -> str:
+        url: str | None = getattr(self, f"{service}_database_url")
+        if not url:
+            raise RuntimeError(f"PARTNERHUB_{service.upper()}_DATABASE_URL is not set")
+        return url
+
+    def port(self, service: str) -> int:
+        port: int = getattr(self, f"{service}_port")
+        return port
+
+    def service_url(self, service: str) -> str:
+        explicit: str | None = getattr(self, f"{service}_url", None)
+        return explicit or f"http://{self.host}:{self.port(service)}"
+
+    @property
+    def signing_secret(self) -> str:
+        if self.jwt_secret:
+            return self.jwt_secret
+        warnings.warn(
+            "PARTNERHUB_JWT_SECRET is not set: using the development secret; never do this in production",
+            stacklevel=2,
+        )
+        return DEV_JWT_SECRET
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        return [origin.strip() for origin in self.cors_origins.split(",") if origin.strip()]
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,248 @@
+"""Consumer runner: batches from Kafka, one transaction per event with its inbox row, then the offset."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+from pydantic import ValidationError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
+from partnerhub.config import Settings
+from partnerhub.db import Database, Transaction
+from partnerhub.events import CloudEvent, EnvelopeError, parse_event
+from partnerhub.kafka import bootstrap, dead_letter_topic
+from partnerhub.logs import set_traceparent
+from partnerhub.metrics import CONSUMER_LAG, EVENTS_CONSUMED, EVENTS_DEAD_LETTERED
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Transaction, CloudEvent], Awaitable[None]]
+# A handler failing for reasons other than the database being away is retried this often, then dead-lettered.
+MAX_HANDLER_ATTEMPTS = 3
+
+
+class Rejected(Exception):
+    """The event is well-formed but cannot be applied (e.g. a conflicting sale): dead-letter it."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Subscription:
+    topic: str
+    handlers: dict[str, Handler]
+
+
+def _is_transient(exc: BaseException) -> bool:
+    if isinstance(exc, OperationalError | InterfaceError | OSError | ConnectionError | TimeoutError):
+        return True
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    return type(exc).__name__ in {"ConnectionDoesNotExistError", "CannotConnectNowError", "TooManyConnectionsError"}
+
+
+def validation_reason(exc: ValidationError) -> str:
+    problems = "; ".join(
+        f"{'.'.join(str(p) for p in err['loc']) or 'data'}: {err['msg']}" for err in exc.errors()
+    )
+    return f"the event data is invalid: {problems}"
+
+
+class ConsumerRunner:
+    def __init__(
+        self,
+        service: str,
+        name: str,
+        db: Database,
+        producer: AIOKafkaProducer,
+        settings: Settings,
+        subscriptions: list[Subscription],
+    ) -> None:
+        self.service = service
+        self.group_id = f"{service}.{name}"
+        self.db = db
+        self.producer = producer
+        self.settings = settings
+        self.handlers = {sub.topic: sub.handlers for sub in subscriptions}
+        self.consumer: AIOKafkaConsumer | None = None
+        self._stopping = asyncio.Event()
+        self.started = asyncio.Event()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def lag(self) -> int | None:
+        """Messages behind the partition ends, or None before the group is joined and fetched."""
+        consumer = self.consumer
+        if consumer is None:
+            return None
+        assignment = consumer.assignment()
+        if not assignment:
+            return None
+        total = 0
+        for tp in assignment:
+            highwater = consumer.highwater(tp)
+            if highwater is None:
+                return None
+            total += max(highwater - await consumer.position(tp), 0)
+        return total
+
+    async def run(self) -> None:
+        backoff = 0.5
+        while not self._stopping.is_set():
+            consumer = AIOKafkaConsumer(
+                *self.handlers,
+                bootstrap_servers=bootstrap(self.settings),
+                group_id=self.group_id,
+                client_id=f"{self.settings.kafka_client_id}-{self.group_id}",
+                enable_auto_commit=False,
+                auto_offset_reset="earliest",
+                max_poll_records=self.settings.consumer_batch_size,
+            )
+            try:
+                await consumer.start()
+                self.consumer = consumer
+                self.started.set()
+                backoff = 0.5
+                while not self._stopping.is_set():
+                    batches = await consumer.getmany(timeout_ms=200, max_records=self.settings.consumer_batch_size)
+                    for tp, messages in batches.items():
+                        for message in messages:
+                            await self.process(message)
+                        await self._commit(consumer, tp, messages[-1].offset + 1)
+                    await self._report_lag()
+            except asyncio.CancelledError:
+                raise
+            except KafkaError as exc:
+                log.warning("consumer lost the broker; reconnecting", extra={"fields": {"error": repr(exc)}})
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+            finally:
+                self.consumer = None
+                with contextlib.suppress(Exception):
+                    await consumer.stop()
+
+    async def _commit(self, consumer: AIOKafkaConsumer, tp: TopicPartition, offset: int) -> None:
+        try:
+            await consumer.commit({tp: offset})
+        except (CommitFailedError, IllegalStateError) as exc:
+            # The partition moved to another member in a rebalance; it will redeliver, the inbox absorbs it.
+            log.info("offset commit skipped after a rebalance", extra={"fields": {"error": repr(exc)}})
+
+    async def _report_lag(self) -> None:
+        lag = await self.lag()
+        if lag is not None:
+            for topic in self.handlers:
+                CONSUMER_LAG.labels(self.service, topic).set(lag)
+
+    async def process(self, message: ConsumerRecord) -> None:
+        topic = message.topic
+        try:
+            event = parse_event(message.value)
+        except EnvelopeError as exc:
+            await self.dead_letter(message, str(exc), None)
+            return
+        handler = self.handlers.get(topic, {}).get(event.type)
+        if handler is None:
+            EVENTS_CONSUMED.labels(self.service, topic, "ignored").inc()
+            return
+        set_traceparent(event.traceparent or _header(message, "traceparent"))
+        attempts = 0
+        while True:
+            attempts += 1
+            try:
+                applied = await self._apply(message, event, handler)
+                EVENTS_CONSUMED.labels(self.service, topic, "applied" if applied else "duplicate").inc()
+                return
+            except Rejected as exc:
+                await self.dead_letter(message, exc.reason, event.id)
+                return
+            except ValidationError as exc:
+                await self.dead_letter(message, validation_reason(exc), event.id)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if _is_transient(exc):
+                    log.warning("database unavailable; retrying event", extra={"fields": {"event_id": event.id}})
+                    await asyncio.sleep(min(0.2 * 2**attempts, 5.0))
+                    continue
+                log.exception("event handler failed", extra={"fields": {"event_id": event.id, "type": event.type}})
+                if attempts >= MAX_HANDLER_ATTEMPTS:
+                    await self.dead_letter(message, f"the handler failed: {type(exc).__name__}: {exc}", event.id)
+                    return
+                await asyncio.sleep(0.2 * attempts)
+            finally:
+                set_traceparent(None)
+
+    async def _apply(self, message: ConsumerRecord, event: CloudEvent, handler: Handler) -> bool:
+        async with self.db.transaction() as tx:
+            if not await self._record_in_inbox(tx, message, event.id, "applied"):
+                return False
+            await handler(tx, event)
+        return True
+
+    async def _record_in_inbox(self, tx: Transaction, message: ConsumerRecord, event_id: str, outcome: str) -> bool:
+        result = await tx.session.execute(
+            sa.text(
+                'INSERT INTO inbox (consumer, event_id, topic, partition, "offset", outcome) '
+                "VALUES (:consumer, :event_id, :topic, :partition, :offset, :outcome) "
+                "ON CONFLICT DO NOTHING RETURNING 1"
+            ),
+            {
+                "consumer": self.group_id,
+                "event_id": event_id,
+                "topic": message.topic,
+                "partition": message.partition,
+                "offset": message.offset,
+                "outcome": outcome,
+            },
+        )
+        return result.scalar() is not None
+
+    async def _seen(self, event_id: str) -> bool:
+        async with self.db.transaction() as tx:
+            found = await tx.session.execute(
+                sa.text("SELECT 1 FROM inbox WHERE consumer = :consumer AND event_id = :event_id"),
+                {"consumer": self.group_id, "event_id": event_id},
+            )
+            return found.scalar() is not None
+
+    async def dead_letter(self, message: ConsumerRecord, reason: str, event_id: str | None) -> None:
+        """Sends the message unchanged to `<topic>.dlq`, then records it so a redelivery is not sent twice."""
+        if event_id is not None and await self._seen(event_id):
+            return
+        headers = [
+            *[(k, v) for k, v in (message.headers or ()) if not k.startswith("dlq.")],
+            ("dlq.reason", reason.encode()),
+            ("dlq.topic", message.topic.encode()),
+            ("dlq.partition", str(message.partition).encode()),
+            ("dlq.offset", str(message.offset).encode()),
+        ]
+        await self.producer.send_and_wait(
+            dead_letter_topic(message.topic), message.value, key=message.key, headers=headers
+        )
+        if event_id is not None:
+            async with self.db.transaction() as tx:
+                await self._record_in_inbox(tx, message, event_id, "dead_lettered")
+        EVENTS_DEAD_LETTERED.labels(self.service, message.topic).inc()
+        log.warning(
+            "message dead-lettered",
+            extra={"fields": {"topic": message.topic, "offset": message.offset, "reason": reason}},
+        )
+
+
+def _header(message: ConsumerRecord, name: str) -> str | None:
+    for key, value in message.headers or ():
+        if key == name and value is not None:
+            return bytes(value).decode(errors="replace")
+    return None

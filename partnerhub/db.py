@@ -1,0 +1,132 @@
+"""Async SQLAlchemy on PostgreSQL: engine, transactions that carry their outbox, shared tables."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+from partnerhub.events import OutgoingEvent
+from partnerhub.logs import current_traceparent
+
+OUTBOX_CHANNEL = "partnerhub_outbox"
+
+
+def add_shared_tables(metadata: sa.MetaData) -> None:
+    """The outbox, inbox and idempotency tables every service database holds."""
+    sa.Table(
+        "outbox",
+        metadata,
+        sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+        sa.Column("event_id", sa.Text, nullable=False, unique=True),
+        sa.Column("topic", sa.Text, nullable=False),
+        sa.Column("key", sa.Text, nullable=False),
+        sa.Column("payload", JSONB, nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+        sa.Column("published_at", sa.DateTime(timezone=True)),
+        sa.Index("outbox_unpublished", "id", postgresql_where=sa.text("published_at IS NULL")),
+    )
+    sa.Table(
+        "inbox",
+        metadata,
+        sa.Column("consumer", sa.Text, primary_key=True),
+        sa.Column("event_id", sa.Text, primary_key=True),
+        sa.Column("topic", sa.Text, nullable=False),
+        sa.Column("partition", sa.Integer, nullable=False),
+        sa.Column("offset", sa.BigInteger, nullable=False),
+        sa.Column("outcome", sa.Text, nullable=False),
+        sa.Column("processed_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    )
+    sa.Table(
+        "idempotency_keys",
+        metadata,
+        sa.Column("scope", sa.Text, primary_key=True),
+        sa.Column("key", sa.Text, primary_key=True),
+        sa.Column("request_hash", sa.Text, nullable=False),
+        sa.Column("status_code", sa.Integer, nullable=False),
+        sa.Column("response", JSONB, nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    )
+
+
+def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
+    return create_async_engine(
+        url,
+        pool_size=kwargs.pop("pool_size", 10),
+        max_overflow=kwargs.pop("max_overflow", 10),
+        pool_pre_ping=True,
+        json_serializer=lambda obj: json.dumps(obj, default=str),
+        **kwargs,
+    )
+
+
+@dataclass
+class Transaction:
+    """One database transaction and the events it records; both commit together."""
+
+    session: AsyncSession
+    events: list[OutgoingEvent] = field(default_factory=list)
+
+    def emit(self, event: OutgoingEvent) -> None:
+        self.events.append(event)
+
+    def emit_all(self, events: list[OutgoingEvent]) -> None:
+        self.events.extend(events)
+
+
+class Database:
+    def __init__(self, url: str, service: str, **engine_kwargs: Any) -> None:
+        self.service = service
+        self.url = url
+        self.engine = make_engine(url, **engine_kwargs)
+        self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Transaction]:
+        """Commits state and outbox rows together on success, rolls both back on any exception."""
+        async with self.sessionmaker() as session, session.begin():
+            tx = Transaction(session)
+            yield tx
+            await write_outbox(session, self.service, tx.events)
+
+    async def ping(self) -> None:
+        async with self.engine.connect() as conn:
+            await conn.execute(sa.text("SELECT 1"))
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+
+async def write_outbox(session: AsyncSession, source: str, events: list[OutgoingEvent]) -> None:
+    if not events:
+        return
+    traceparent = current_traceparent()
+    rows = [
+        {
+            "event_id": event.id,
+            "topic": event.topic,
+            "key": event.key,
+            "payload": json.dumps(event.envelope(source, traceparent), default=str),
+        }
+        for event in events
+    ]
+    await session.execute(
+        sa.text(
+            "INSERT INTO outbox (event_id, topic, key, payload) "
+            "VALUES (:event_id, :topic, :key, CAST(:payload AS jsonb))"
+        ),
+        rows,
+    )
+    # Delivered at commit, so the relay wakes the moment the rows become visible.
+    await session.execute(sa.text("SELECT pg_notify(:channel, '')"), {"channel": OUTBOX_CHANNEL})
+
+
+def asyncpg_dsn(url: str) -> str:
+    """The plain DSN asyncpg takes, from a SQLAlchemy URL."""
+    return url.replace("postgresql+asyncpg://", "postgresql://", 1)

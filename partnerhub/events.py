@@ -1,0 +1,81 @@
+"""CloudEvents 1.0 structured-JSON envelope for every Kafka message."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from partnerhub.timeutil import isoformat, utcnow
+
+
+class EnvelopeError(ValueError):
+    """A message that is not a valid CloudEvent: it goes to the dead-letter topic."""
+
+
+class CloudEvent(BaseModel):
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    specversion: str = Field(pattern=r"^1\.0$")
+    id: str = Field(min_length=1, max_length=200)
+    source: str = Field(min_length=1)
+    type: str = Field(min_length=1)
+    subject: str | None = None
+    time: datetime | None = None
+    datacontenttype: str | None = "application/json"
+    data: dict[str, Any]
+    traceparent: str | None = None
+
+
+@dataclass(frozen=True)
+class OutgoingEvent:
+    """An event a use case records; the outbox relay publishes it after commit."""
+
+    topic: str
+    type: str
+    key: str
+    data: dict[str, Any]
+    subject: str | None = None
+    id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    time: datetime = field(default_factory=utcnow)
+
+    def envelope(self, source: str, traceparent: str | None = None) -> dict[str, Any]:
+        envelope: dict[str, Any] = {
+            "specversion": "1.0",
+            "id": self.id,
+            "source": source,
+            "type": self.type,
+            "subject": self.subject or self.key,
+            "time": isoformat(self.time),
+            "datacontenttype": "application/json",
+            "data": self.data,
+        }
+        if traceparent:
+            envelope["traceparent"] = traceparent
+        return envelope
+
+
+def parse_event(raw: bytes | None) -> CloudEvent:
+    if raw is None:
+        raise EnvelopeError("the message has no value")
+    try:
+        document = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise EnvelopeError(f"the message is not JSON: {exc}") from exc
+    if not isinstance(document, dict):
+        raise EnvelopeError("the message is not a JSON object")
+    try:
+        return CloudEvent.model_validate(document)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'event'}: {err['msg']}" for err in exc.errors()
+        )
+        raise EnvelopeError(f"the message is not a CloudEvents 1.0 event: {problems}") from exc
+
+
+def dumps(document: dict[str, Any]) -> bytes:
+    return json.dumps(document, separators=(",", ":"), default=str).encode()

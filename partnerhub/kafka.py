@@ -1,0 +1,76 @@
+"""Kafka clients: producer settings, the topic catalogue and topic creation."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
+
+from partnerhub.config import Settings
+
+log = logging.getLogger(__name__)
+
+# Partition counts chosen for scale: consumers scale by group members up to these.
+TOPICS: dict[str, int] = {
+    "registry.partners": 6,
+    "accounts.accounts": 6,
+    "sales.recorded": 12,
+    "incentives.accruals": 12,
+    "funds.funds": 6,
+}
+
+
+def dead_letter_topic(topic: str) -> str:
+    return f"{topic}.dlq"
+
+
+def all_topics() -> dict[str, int]:
+    topics = dict(TOPICS)
+    topics.update({dead_letter_topic(name): 1 for name in TOPICS})
+    return topics
+
+
+def bootstrap(settings: Settings) -> str:
+    if not settings.kafka_bootstrap_servers:
+        raise RuntimeError("KAFKA_BOOTSTRAP_SERVERS is not set")
+    return settings.kafka_bootstrap_servers
+
+
+def make_producer(settings: Settings) -> AIOKafkaProducer:
+    # acks=all always; idempotence on unless the broker cannot do it (Tansu).
+    # aiokafka keeps at most one in-flight batch per partition, so a key's order survives retries.
+    return AIOKafkaProducer(
+        bootstrap_servers=bootstrap(settings),
+        client_id=f"{settings.kafka_client_id}-producer",
+        acks="all",
+        enable_idempotence=settings.kafka_idempotence,
+        linger_ms=5,
+        request_timeout_ms=15000,
+        retry_backoff_ms=200,
+    )
+
+
+async def ensure_topics(bootstrap_servers: str, topics: dict[str, int], timeout: float = 30.0) -> None:
+    """Create the topics that do not exist yet; waits for the broker to answer."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=5000)
+        try:
+            await admin.start()
+            existing = set(await admin.list_topics())
+            missing = [NewTopic(name, parts, 1) for name, parts in topics.items() if name not in existing]
+            if missing:
+                try:
+                    await admin.create_topics(missing)
+                except TopicAlreadyExistsError:
+                    pass
+            return
+        except (KafkaConnectionError, KafkaError, OSError) as exc:
+            if asyncio.get_running_loop().time() > deadline:
+                raise RuntimeError(f"the Kafka broker at {bootstrap_servers} did not answer: {exc}") from exc
+            await asyncio.sleep(0.3)
+        finally:
+            await admin.close()

@@ -1,0 +1,26 @@
+"""Prometheus metrics shared by the four services."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+HTTP_LATENCY = Histogram(
+    "partnerhub_http_request_duration_seconds",
+    "HTTP request latency",
+    ["service", "method", "route", "status"],
+)
+OUTBOX_BACKLOG = Gauge("partnerhub_outbox_backlog", "Outbox rows not yet published", ["service"])
+OUTBOX_OLDEST_AGE = Gauge(
+    "partnerhub_outbox_oldest_age_seconds", "Age of the oldest unpublished outbox row", ["service"]
+)
+EVENTS_PUBLISHED = Counter("partnerhub_events_published_total", "Events published", ["service", "topic"])
+EVENTS_CONSUMED = Counter(
+    "partnerhub_events_consumed_total", "Events consumed, by outcome", ["service", "topic", "outcome"]
+)
+EVENTS_DEAD_LETTERED = Counter(
+    "partnerhub_events_dead_lettered_total", "Messages sent to a dead-letter topic", ["service", "topic"]
+)
+CONSUMER_LAG = Gauge("partnerhub_consumer_lag", "Messages behind the end of the partition", ["service", "topic"])
+RECALCULATION_SECONDS = Histogram(
+    "partnerhub_recalculation_duration_seconds", "Recalculation run duration", ["service", "trigger"]
+)

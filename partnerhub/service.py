@@ -1,0 +1,199 @@
+"""The service shell: one FastAPI app per service running its API, outbox relay and consumers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+import httpx
+from aiokafka import AIOKafkaProducer
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from partnerhub.config import Settings, get_settings
+from partnerhub.consumer import ConsumerRunner, Subscription
+from partnerhub.db import Database
+from partnerhub.kafka import all_topics, bootstrap, ensure_topics, make_producer
+from partnerhub.logs import configure_logging, new_traceparent, set_traceparent
+from partnerhub.metrics import HTTP_LATENCY
+from partnerhub.problems import install_problem_handlers
+from partnerhub.relay import OutboxRelay
+
+log = logging.getLogger(__name__)
+DRAIN_QUIET_SECONDS = 1.5
+
+
+@dataclass
+class ServiceContext:
+    service: str
+    settings: Settings
+    db: Database
+    producer: AIOKafkaProducer
+    http: httpx.AsyncClient
+    relay: OutboxRelay | None = None
+    consumers: list[ConsumerRunner] = field(default_factory=list)
+    tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+
+    async def busy(self) -> bool:
+        if self.relay is not None and self.relay.is_leader and self.relay.backlog > 0:
+            return True
+        for runner in self.consumers:
+            lag = await runner.lag()
+            if lag:
+                return True
+        return False
+
+    async def drain(self) -> None:
+        """Before stopping: relays flush and consumers catch up until everything stays quiet."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.drain_timeout_seconds
+        quiet_since: float | None = None
+        while loop.time() < deadline:
+            if await self.busy():
+                quiet_since = None
+            elif quiet_since is None:
+                quiet_since = loop.time()
+            elif loop.time() - quiet_since >= DRAIN_QUIET_SECONDS:
+                return
+            await asyncio.sleep(0.1)
+        log.warning("drain timed out; stopping with work left for the next start")
+
+
+def context(request: Request) -> ServiceContext:
+    ctx: ServiceContext = request.app.state.ctx
+    return ctx
+
+
+Ctx = Annotated[ServiceContext, Depends(context)]
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    name: str
+    title: str
+    description: str
+    routers: Sequence[APIRouter]
+    subscriptions: Callable[[ServiceContext], list[Subscription]] = lambda _ctx: []
+    background: Callable[[ServiceContext], list[Awaitable[None]]] = lambda _ctx: []
+
+
+async def _retry(start: Callable[[], Awaitable[None]], what: str, timeout: float) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        try:
+            await start()
+            return
+        except Exception as exc:
+            if loop.time() > deadline:
+                raise RuntimeError(f"{what} did not answer within {timeout:.0f}s: {exc}") from exc
+            await asyncio.sleep(0.5)
+
+
+def create_service_app(spec: ServiceSpec, settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        configure_logging(spec.name, settings.log_level)
+        db = Database(settings.database_url(spec.name), spec.name)
+        producer = make_producer(settings)
+        ctx = ServiceContext(spec.name, settings, db, producer, httpx.AsyncClient())
+        app.state.ctx = ctx
+        await _retry(lambda: ensure_topics(bootstrap(settings), all_topics()), "the Kafka broker", 60)
+        await _retry(producer.start, "the Kafka producer", 60)
+        ctx.relay = OutboxRelay(spec.name, settings.database_url(spec.name), producer, settings)
+        ctx.consumers = [
+            ConsumerRunner(spec.name, "consumer", db, producer, settings, [sub])
+            for sub in spec.subscriptions(ctx)
+        ]
+        ctx.tasks = [asyncio.create_task(ctx.relay.run(), name=f"{spec.name}-relay")]
+        ctx.tasks += [asyncio.create_task(r.run(), name=r.group_id) for r in ctx.consumers]
+        ctx.tasks += [asyncio.create_task(job) for job in spec.background(ctx)]
+        log.info("service started", extra={"fields": {"service": spec.name}})
+        try:
+            yield
+        finally:
+            await ctx.drain()
+            for runner in ctx.consumers:
+                runner.stop()
+            ctx.relay.stop()
+            _done, pending = await asyncio.wait(ctx.tasks, timeout=10)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+            await producer.stop()
+            await ctx.http.aclose()
+            await db.dispose()
+            log.info("service stopped", extra={"fields": {"service": spec.name}})
+
+    app = FastAPI(
+        title=f"Partner Hub — {spec.title}",
+        description=spec.description,
+        version="1.0.0",
+        lifespan=lifespan,
+        openapi_url="/openapi.json",
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    install_problem_handlers(app)
+    if settings.cors_origin_list:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origin_list,
+            allow_methods=["*"],
+            allow_headers=["*"],
+            expose_headers=["ETag", "traceparent"],
+        )
+
+    @app.middleware("http")
+    async def trace_and_measure(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        traceparent = request.headers.get("traceparent") or new_traceparent()
+        set_traceparent(traceparent)
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        template = getattr(route, "path", "unmatched")
+        HTTP_LATENCY.labels(spec.name, request.method, template, str(response.status_code)).observe(
+            time.perf_counter() - started
+        )
+        response.headers["traceparent"] = traceparent
+        return response
+
+    @app.get("/healthz", tags=["health"], summary="Liveness")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok", "service": spec.name}
+
+    @app.get("/readyz", tags=["health"], summary="Readiness: the database and the broker answer")
+    async def readyz(ctx: Ctx) -> JSONResponse:
+        checks: dict[str, str] = {}
+        try:
+            await asyncio.wait_for(ctx.db.ping(), 2)
+            checks["database"] = "ok"
+        except Exception as exc:
+            checks["database"] = f"unavailable: {type(exc).__name__}"
+        try:
+            await asyncio.wait_for(ctx.producer.client.fetch_all_metadata(), 2)
+            checks["broker"] = "ok"
+        except Exception as exc:
+            checks["broker"] = f"unavailable: {type(exc).__name__}"
+        ready = all(v == "ok" for v in checks.values())
+        return JSONResponse(
+            {"status": "ready" if ready else "unavailable", "service": spec.name, "checks": checks},
+            status_code=200 if ready else 503,
+        )
+
+    @app.get("/metrics", tags=["health"], summary="Prometheus metrics")
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    for router in spec.routers:
+        app.include_router(router, prefix="/v1")
+    return app

@@ -1,0 +1,1 @@
+"""Funds: MDF, JMF, ADIF and GPIF budgets, earned balances, requests, claims and payouts."""

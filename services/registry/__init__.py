@@ -1,0 +1,1 @@
+"""Registry: partners, their types, tiers, status and certifications."""

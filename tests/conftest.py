@@ -1,0 +1,130 @@
+"""Test session: one real PostgreSQL (embedded, or PARTNERHUB_TEST_DATABASE_URL) and one Tansu broker."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from partnerhub import SERVICES
+from partnerhub.auth import issue_token
+from partnerhub.config import Settings, get_settings
+from partnerhub.embedded import EmbeddedPostgres, TansuBroker, create_databases, drop_databases
+from partnerhub.kafka import all_topics, ensure_topics
+
+os.environ.setdefault("PARTNERHUB_JWT_SECRET", "test-secret-" + "x" * 32)
+
+
+@dataclass
+class Infrastructure:
+    admin_dsn: str
+    database_urls: dict[str, str]
+    bootstrap_servers: str
+    root: Path
+
+    def env(self) -> dict[str, str]:
+        env = {f"PARTNERHUB_{s.upper()}_DATABASE_URL": url for s, url in self.database_urls.items()}
+        env["KAFKA_BOOTSTRAP_SERVERS"] = self.bootstrap_servers
+        env["PARTNERHUB_KAFKA_IDEMPOTENCE"] = "false"
+        env["PARTNERHUB_JWT_SECRET"] = os.environ["PARTNERHUB_JWT_SECRET"]
+        return env
+
+
+def _server_dsn(url: str, database: str) -> str:
+    base, _, query = url.partition("?")
+    base = base.replace("postgresql+asyncpg://", "postgresql://", 1)
+    head, _, _ = base.rpartition("/")
+    return f"{head}/{database}" + (f"?{query}" if query else "")
+
+
+@pytest.fixture(scope="session")
+def infrastructure() -> Iterator[Infrastructure]:
+    root = Path(tempfile.mkdtemp(prefix="ph", dir="/tmp"))
+    postgres: EmbeddedPostgres | None = None
+    external = os.environ.get("PARTNERHUB_TEST_DATABASE_URL")
+    if external:
+        admin_dsn = _server_dsn(external, "postgres")
+    else:
+        postgres = EmbeddedPostgres(root / "pg").start()
+        admin_dsn = postgres.url("postgres", "postgresql")
+    run_id = secrets.token_hex(4)
+    names = {service: f"ph_{run_id}_{service}" for service in SERVICES}
+    asyncio.run(create_databases(admin_dsn, list(names.values())))
+    urls = {s: _server_dsn(admin_dsn, n).replace("postgresql://", "postgresql+asyncpg://", 1) for s, n in names.items()}
+    broker = TansuBroker(log_path=root / "broker.log")
+    try:
+        bootstrap = broker.start()
+        asyncio.run(ensure_topics(bootstrap, all_topics()))
+        from partnerhub.migrations import upgrade
+
+        for service, url in urls.items():
+            if Path(f"services/{service}/models.py").exists():  # TEMP
+                upgrade(service, url)
+        infra = Infrastructure(admin_dsn, urls, bootstrap, root)
+        saved = {k: os.environ.get(k) for k in infra.env()}
+        os.environ.update(infra.env())
+        get_settings.cache_clear()
+        yield infra
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        get_settings.cache_clear()
+    finally:
+        broker.stop()
+        asyncio.run(drop_databases(admin_dsn, list(names.values())))
+        if postgres is not None:
+            postgres.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def settings(infrastructure: Infrastructure) -> Settings:
+    return get_settings()
+
+
+@pytest.fixture(scope="session")
+def tokens(settings: Settings) -> Callable[..., dict[str, str]]:
+    def headers(role: str = "admin", partner_id: Any = None, sub: str | None = None) -> dict[str, str]:
+        return {"Authorization": f"Bearer {issue_token(settings, role, sub, partner_id)}"}
+
+    return headers
+
+
+@asynccontextmanager
+async def running_service(name: str) -> AsyncIterator[httpx.AsyncClient]:
+    """One service in-process with its relay and consumers running, reached over ASGI."""
+    import importlib
+
+    app = importlib.import_module(f"services.{name}.app").create_app()
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url=f"http://{name}") as client:
+            client.app = app  # type: ignore[attr-defined]
+            yield client
+
+
+async def eventually(check: Callable[[], Any], timeout: float = 30.0, interval: float = 0.1) -> Any:
+    """Polls an async or sync check until it returns a truthy value (events flow asynchronously)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    last: Any = None
+    while loop.time() < deadline:
+        last = check()
+        if asyncio.iscoroutine(last):
+            last = await last
+        if last:
+            return last
+        await asyncio.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s (last value: {last!r})")

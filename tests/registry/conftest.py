@@ -1,0 +1,12 @@
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+
+from tests.conftest import Infrastructure, running_service
+
+
+@pytest.fixture(scope="session")
+async def registry(infrastructure: Infrastructure) -> AsyncIterator[httpx.AsyncClient]:
+    async with running_service("registry") as client:
+        yield client
