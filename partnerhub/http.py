@@ -103,7 +103,9 @@ async def idempotent(
         if stored is not None:
             if stored.request_hash != digest:
                 raise Problem(409, detail="this Idempotency-Key was already used with a different request body")
-            return JSONResponse(stored.response, status_code=stored.status_code, headers={"Idempotent-Replayed": "true"})
+            return JSONResponse(
+                stored.response, status_code=stored.status_code, headers={"Idempotent-Replayed": "true"}
+            )
         body, version = await operation(tx)
         encoded = jsonable_encoder(body)
         await tx.session.execute(

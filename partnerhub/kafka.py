@@ -53,9 +53,9 @@ def make_producer(settings: Settings) -> AIOKafkaProducer:
     )
 
 
-async def ensure_topics(bootstrap_servers: str, topics: dict[str, int], timeout: float = 30.0) -> None:
+async def ensure_topics(bootstrap_servers: str, topics: dict[str, int], wait_seconds: float = 30.0) -> None:
     """Create the topics that do not exist yet; waits for the broker to answer."""
-    deadline = asyncio.get_running_loop().time() + timeout
+    deadline = asyncio.get_running_loop().time() + wait_seconds
     while True:
         admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=5000)
         try:

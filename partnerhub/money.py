@@ -26,6 +26,8 @@ def format_money(value: Decimal) -> str:
 
 def parse_money(raw: object) -> Decimal:
     """A money amount given as a string with at most two decimals; floats are refused."""
+    if isinstance(raw, Decimal):
+        raw = str(raw)
     if not isinstance(raw, str):
         raise ValueError("money must be a string such as \"1250.00\"")
     try:
@@ -41,6 +43,8 @@ def parse_money(raw: object) -> Decimal:
 
 
 def parse_rate(raw: object) -> Decimal:
+    if isinstance(raw, Decimal):
+        raw = str(raw)
     if not isinstance(raw, str):
         raise ValueError("a rate must be a decimal string such as \"0.05\"")
     try:
@@ -50,6 +54,10 @@ def parse_rate(raw: object) -> Decimal:
     if not value.is_finite() or value < 0:
         raise ValueError(f"{raw!r} is not a non-negative rate")
     return value
+
+
+def format_rate(value: Decimal) -> str:
+    return format(value.normalize(), "f")
 
 
 def check_currency(code: object) -> str:

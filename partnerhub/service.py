@@ -84,16 +84,16 @@ class ServiceSpec:
     background: Callable[[ServiceContext], list[Awaitable[None]]] = lambda _ctx: []
 
 
-async def _retry(start: Callable[[], Awaitable[None]], what: str, timeout: float) -> None:
+async def _retry(start: Callable[[], Awaitable[None]], what: str, wait_seconds: float) -> None:
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
+    deadline = loop.time() + wait_seconds
     while True:
         try:
             await start()
             return
         except Exception as exc:
             if loop.time() > deadline:
-                raise RuntimeError(f"{what} did not answer within {timeout:.0f}s: {exc}") from exc
+                raise RuntimeError(f"{what} did not answer within {wait_seconds:.0f}s: {exc}") from exc
             await asyncio.sleep(0.5)
 
 

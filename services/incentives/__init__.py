@@ -1,0 +1,1 @@
+"""Incentives: products, programs, sales, the accrual ledger and statements."""

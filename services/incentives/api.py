@@ -1,0 +1,200 @@
+"""Incentives routes (CONTRACT §5)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query, Request
+from fastapi.responses import JSONResponse
+
+from partnerhub.auth import Admin, AdminOrPartner, Anyone, System, ensure_partner_scope
+from partnerhub.http import (
+    Cursor,
+    IdempotencyKey,
+    Limit,
+    Page,
+    decode_cursor,
+    encode_cursor,
+    idempotent,
+    json_response,
+)
+from partnerhub.problems import Problem
+from partnerhub.service import Ctx
+from services.incentives import usecases
+from services.incentives.repository import IncentivesRepository
+from services.incentives.schemas import (
+    Accrual,
+    CancelIn,
+    LedgerEntry,
+    Product,
+    ProductIn,
+    Program,
+    ProgramEnd,
+    ProgramIn,
+    RecalculationRun,
+    SaleAccepted,
+    SaleIn,
+)
+
+router = APIRouter()
+Period = Annotated[str | None, Query(pattern=r"^\d{4}-(0[1-9]|1[0-2])$", description="calendar month YYYY-MM")]
+Sku = Annotated[str, Path(min_length=1, max_length=200)]
+
+
+def _cursor_values(cursor: str | None, size: int) -> list[Any] | None:
+    values = decode_cursor(cursor)
+    if values is not None and len(values) != size:
+        raise Problem(422, detail="the cursor is not one this service issued")
+    return values
+
+
+# --- products -----------------------------------------------------------------------------------
+@router.put("/products/{sku}", response_model=Product, tags=["products"], summary="Create or change a product")
+async def put_product(sku: Sku, body: ProductIn, ctx: Ctx, principal: Admin) -> JSONResponse:
+    async with ctx.db.transaction() as tx:
+        product, created = await usecases.put_product(tx, sku, body)
+    return json_response(Product.model_validate(product), 201 if created else 200, product["version"])
+
+
+@router.get("/products", response_model=Page[Product], tags=["products"], summary="The published product list")
+async def list_products(
+    ctx: Ctx, principal: Anyone, rebate_eligible: bool | None = None, limit: Limit = 50, cursor: Cursor = None
+) -> Page[Product]:
+    after = _cursor_values(cursor, 1)
+    async with ctx.db.transaction() as tx:
+        rows = await IncentivesRepository(tx.session).list_products(
+            rebate_eligible, str(after[0]) if after else None, limit + 1
+        )
+    page = [Product.model_validate(dict(r._mapping)) for r in rows[:limit]]
+    return Page[Product](items=page, next_cursor=encode_cursor(page[-1].sku) if len(rows) > limit else None)
+
+
+@router.get("/products/{sku}", response_model=Product, tags=["products"], summary="One product")
+async def get_product(sku: Sku, ctx: Ctx, principal: Anyone) -> JSONResponse:
+    async with ctx.db.transaction() as tx:
+        row = await IncentivesRepository(tx.session).get_product(sku)
+    if row is None:
+        raise Problem(404, detail=f"product {sku!r} was not found")
+    return json_response(Product.model_validate(dict(row._mapping)), etag_version=row.version)
+
+
+# --- programs -----------------------------------------------------------------------------------
+@router.post("/programs", status_code=201, response_model=Program, tags=["programs"],
+             summary="Create a program; prices the sales already recorded in its window")
+async def create_program(
+    body: ProgramIn, request: Request, ctx: Ctx, principal: Admin, idempotency_key: IdempotencyKey = None
+) -> JSONResponse:
+    async def operation(tx):  # type: ignore[no-untyped-def]
+        program = await usecases.create_program(tx, body)
+        return Program.model_validate(program), program["version"]
+
+    return await idempotent(ctx.db, request, idempotency_key, body, operation)
+
+
+@router.get("/programs", response_model=Page[Program], tags=["programs"], summary="Programs partners can earn")
+async def list_programs(ctx: Ctx, principal: Anyone, limit: Limit = 50, cursor: Cursor = None) -> Page[Program]:
+    after = _cursor_values(cursor, 1)
+    async with ctx.db.transaction() as tx:
+        rows = await IncentivesRepository(tx.session).program_rows()
+    programs = [
+        Program.model_validate({**row._mapping, "rules": [dict(r._mapping) for r in rules]})
+        for row, rules in rows
+        if after is None or row.code > str(after[0])
+    ]
+    page = programs[:limit]
+    return Page[Program](items=page, next_cursor=encode_cursor(page[-1].code) if len(programs) > limit else None)
+
+
+@router.get("/programs/{code}", response_model=Program, tags=["programs"], summary="One program")
+async def get_program(code: str, ctx: Ctx, principal: Anyone) -> JSONResponse:
+    async with ctx.db.transaction() as tx:
+        program = await usecases.get_program(tx, code)
+    return json_response(Program.model_validate(program), etag_version=program["version"])
+
+
+@router.patch("/programs/{code}", response_model=Program, tags=["programs"], summary="End a program earlier")
+async def end_program(code: str, body: ProgramEnd, ctx: Ctx, principal: Admin) -> JSONResponse:
+    async with ctx.db.transaction() as tx:
+        program = await usecases.end_program(tx, code, body.valid_to)
+    return json_response(Program.model_validate(program), etag_version=program["version"])
+
+
+# --- sales --------------------------------------------------------------------------------------
+@router.post("/sales", status_code=202, response_model=SaleAccepted, tags=["sales"],
+             summary="Record a sale (same as a sale.recorded event); idempotent by sale_id")
+async def record_sale(body: SaleIn, ctx: Ctx, principal: System) -> JSONResponse:
+    try:
+        async with ctx.db.transaction() as tx:
+            outcome = await usecases.record_sale(tx, body, str(uuid.uuid4()))
+            sale = await IncentivesRepository(tx.session).get_sale(body.sale_id)
+    except usecases.SaleConflict as exc:
+        raise usecases.sale_problem(exc) from exc
+    status = sale.status if sale is not None else None
+    return json_response(SaleAccepted(sale_id=body.sale_id, outcome=outcome, status=status), 202)
+
+
+@router.post("/sales/{sale_id}/cancel", status_code=202, tags=["sales"],
+             summary="Cancel a sale (same as a sale.cancelled event): its accruals are reversed")
+async def cancel_sale(sale_id: str, body: CancelIn, ctx: Ctx, principal: System) -> JSONResponse:
+    async with ctx.db.transaction() as tx:
+        outcome = await usecases.cancel_sale(tx, sale_id, body.cancelled_at, str(uuid.uuid4()))
+    return json_response({"sale_id": sale_id, "outcome": outcome}, 202)
+
+
+# --- accruals and ledger ------------------------------------------------------------------------
+@router.get("/partners/{partner_id}/accruals", response_model=Page[Accrual], tags=["accruals"],
+            summary="Current value of every (sale, program) of a partner")
+async def list_accruals(
+    partner_id: uuid.UUID, ctx: Ctx, principal: AdminOrPartner, period: Period = None, sale_id: str | None = None,
+    limit: Limit = 50, cursor: Cursor = None,
+) -> Page[Accrual]:
+    ensure_partner_scope(principal, partner_id)
+    after = _cursor_values(cursor, 2)
+    async with ctx.db.transaction() as tx:
+        rows = await IncentivesRepository(tx.session).accruals(
+            partner_id, period, sale_id, (str(after[0]), str(after[1])) if after else None, limit + 1
+        )
+    items = [
+        Accrual.model_validate({**r._mapping, "program_code": r.program_code or None, "period": r.sale_period})
+        for r in rows[:limit]
+    ]
+    last = rows[limit - 1] if len(rows) > limit else None
+    return Page[Accrual](items=items, next_cursor=encode_cursor(last.sale_id, last.program_code) if last else None)
+
+
+@router.get("/partners/{partner_id}/ledger", response_model=Page[LedgerEntry], tags=["accruals"],
+            summary="Append-only ledger entries: originals and adjustments, each with its cause")
+async def list_ledger(
+    partner_id: uuid.UUID, ctx: Ctx, principal: AdminOrPartner, period: Period = None, sale_id: str | None = None,
+    limit: Limit = 50, cursor: Cursor = None,
+) -> Page[LedgerEntry]:
+    ensure_partner_scope(principal, partner_id)
+    after = _cursor_values(cursor, 1)
+    async with ctx.db.transaction() as tx:
+        rows = await IncentivesRepository(tx.session).ledger(
+            partner_id, period, sale_id, int(after[0]) if after else None, limit + 1
+        )
+    items = [LedgerEntry.model_validate({**r._mapping, "id": r.entry_id}) for r in rows[:limit]]
+    return Page[LedgerEntry](
+        items=items, next_cursor=encode_cursor(rows[limit - 1].id) if len(rows) > limit else None
+    )
+
+
+@router.get("/recalculations", response_model=Page[RecalculationRun], tags=["recalculations"],
+            summary="Recalculation runs: trigger, sales recomputed, delta, status")
+async def list_recalculations(
+    ctx: Ctx, principal: Admin, account_id: uuid.UUID | None = None, partner_id: uuid.UUID | None = None,
+    limit: Limit = 50, cursor: Cursor = None,
+) -> Page[RecalculationRun]:
+    after = _cursor_values(cursor, 2)
+    async with ctx.db.transaction() as tx:
+        rows = await IncentivesRepository(tx.session).list_runs(
+            account_id, partner_id, (usecases.parse_time(after[0]), uuid.UUID(str(after[1]))) if after else None,
+            limit + 1,
+        )
+    items = [RecalculationRun.model_validate(dict(r._mapping)) for r in rows[:limit]]
+    last = rows[limit - 1] if len(rows) > limit else None
+    return Page[RecalculationRun](
+        items=items, next_cursor=encode_cursor(last.started_at.isoformat(), str(last.id)) if last else None
+    )

@@ -1,0 +1,202 @@
+"""Incentives tables: catalogue, replicas of upstream state over time, sales, the ledger and runs."""
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+
+from partnerhub.db import add_shared_tables
+
+metadata = sa.MetaData()
+add_shared_tables(metadata)
+MONEY = sa.Numeric(18, 2)
+RATE = sa.Numeric(12, 6)
+TS = sa.DateTime(timezone=True)
+
+
+def _timeline(name: str, key: str, value: sa.Column) -> sa.Table:  # type: ignore[type-arg]
+    """An effective-dated replica: the entry with the latest effective_from <= t is in force at t."""
+    return sa.Table(
+        name,
+        metadata,
+        sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+        sa.Column(key, UUID(as_uuid=True), nullable=False),
+        sa.Column("effective_from", TS, nullable=False),
+        value,
+        sa.Column("event_id", sa.Text),
+        sa.Column("recorded_at", TS, nullable=False, server_default=sa.func.now()),
+        sa.Index(f"{name}_lookup", key, "effective_from", "id"),
+    )
+
+
+account_classifications = _timeline(
+    "account_classifications", "account_id", sa.Column("classification", sa.Text, nullable=False)
+)
+account_owners = _timeline("account_owners", "account_id", sa.Column("owner_partner_id", UUID(as_uuid=True)))
+partner_tiers = _timeline("partner_tiers", "partner_id", sa.Column("tier", sa.Text, nullable=False))
+partner_statuses = _timeline("partner_statuses", "partner_id", sa.Column("status", sa.Text, nullable=False))
+
+partner_certifications = sa.Table(
+    "partner_certifications",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("partner_id", UUID(as_uuid=True), nullable=False),
+    sa.Column("code", sa.Text, nullable=False),
+    sa.Column("valid_from", TS, nullable=False),
+    sa.Column("valid_to", TS),
+    sa.Column("event_id", sa.Text),
+    sa.Index("partner_certifications_lookup", "partner_id", "code"),
+)
+
+products = sa.Table(
+    "products",
+    metadata,
+    sa.Column("sku", sa.Text, primary_key=True),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("category", sa.Text, nullable=False),
+    sa.Column("rebate_eligible", sa.Boolean, nullable=False),
+    sa.Column("standalone_software", sa.Boolean, nullable=False),
+    sa.Column("created_at", TS, nullable=False, server_default=sa.func.now()),
+    sa.Column("updated_at", TS, nullable=False, server_default=sa.func.now()),
+    sa.Column("version", sa.Integer, nullable=False, server_default="1"),
+)
+
+product_eligibility = sa.Table(
+    "product_eligibility",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("sku", sa.Text, sa.ForeignKey("products.sku"), nullable=False),
+    sa.Column("effective_from", TS, nullable=False),
+    sa.Column("rebate_eligible", sa.Boolean, nullable=False),
+    sa.Column("recorded_at", TS, nullable=False, server_default=sa.func.now()),
+    sa.Index("product_eligibility_lookup", "sku", "effective_from", "id"),
+)
+
+programs = sa.Table(
+    "programs",
+    metadata,
+    sa.Column("code", sa.Text, primary_key=True),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("kind", sa.Text, nullable=False),
+    sa.Column("valid_from", TS, nullable=False),
+    sa.Column("valid_to", TS),
+    sa.Column("required_certification", sa.Text),
+    sa.Column("target", MONEY),
+    sa.Column("created_at", TS, nullable=False, server_default=sa.func.now()),
+    sa.Column("version", sa.Integer, nullable=False, server_default="1"),
+)
+
+program_rules = sa.Table(
+    "program_rules",
+    metadata,
+    sa.Column("program_code", sa.Text, sa.ForeignKey("programs.code"), primary_key=True),
+    sa.Column("position", sa.Integer, primary_key=True),
+    sa.Column("classification", sa.Text, nullable=False),
+    sa.Column("tier", sa.Text, nullable=False),
+    sa.Column("category", sa.Text, nullable=False),
+    sa.Column("rate", RATE, nullable=False),
+)
+
+sales = sa.Table(
+    "sales",
+    metadata,
+    sa.Column("sale_id", sa.Text, primary_key=True),
+    sa.Column("partner_id", UUID(as_uuid=True), nullable=False),
+    sa.Column("account_id", UUID(as_uuid=True), nullable=False),
+    sa.Column("sku", sa.Text, nullable=False),
+    sa.Column("amount", MONEY, nullable=False),
+    sa.Column("currency", sa.String(3), nullable=False),
+    sa.Column("booked_at", TS, nullable=False),
+    sa.Column("sale_period", sa.String(7), nullable=False),
+    sa.Column("fingerprint", sa.Text, nullable=False),
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("recorded_event_id", sa.Text, nullable=False),
+    sa.Column("cancelled_at", TS),
+    sa.Column("cancel_event_id", sa.Text),
+    sa.Column("recorded_at", TS, nullable=False, server_default=sa.func.now()),
+    sa.Index("sales_account", "account_id", "booked_at"),
+    sa.Index("sales_partner", "partner_id", "booked_at"),
+    sa.Index("sales_sku", "sku", "booked_at"),
+    sa.Index("sales_booked", "booked_at"),
+)
+
+# A cancellation that arrives before its sale waits here.
+pending_cancellations = sa.Table(
+    "pending_cancellations",
+    metadata,
+    sa.Column("sale_id", sa.Text, primary_key=True),
+    sa.Column("cancelled_at", TS, nullable=False),
+    sa.Column("event_id", sa.Text, nullable=False),
+    sa.Column("received_at", TS, nullable=False, server_default=sa.func.now()),
+)
+
+# Current value of every (sale, program): derived state, always equal to the sum of the ledger.
+# program_code is '' for the single no-program / unpriced item of a sale.
+accrual_items = sa.Table(
+    "accrual_items",
+    metadata,
+    sa.Column("sale_id", sa.Text, sa.ForeignKey("sales.sale_id"), primary_key=True),
+    sa.Column("program_code", sa.Text, primary_key=True),
+    sa.Column("partner_id", UUID(as_uuid=True), nullable=False),
+    sa.Column("base_amount", MONEY, nullable=False),
+    sa.Column("rate", RATE),
+    sa.Column("amount", MONEY, nullable=False),
+    sa.Column("currency", sa.String(3), nullable=False),
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("classification", sa.Text),
+    sa.Column("tier", sa.Text),
+    sa.Column("explanation", sa.Text, nullable=False),
+    sa.Column("sale_period", sa.String(7), nullable=False),
+    sa.Column("updated_at", TS, nullable=False, server_default=sa.func.now()),
+    sa.Index("accrual_items_partner", "partner_id", "sale_period", "sale_id"),
+)
+
+ledger = sa.Table(
+    "ledger",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("entry_id", UUID(as_uuid=True), nullable=False, unique=True, server_default=sa.func.gen_random_uuid()),
+    sa.Column("partner_id", UUID(as_uuid=True), nullable=False),
+    sa.Column("account_id", UUID(as_uuid=True), nullable=False),
+    sa.Column("sale_id", sa.Text, nullable=False),
+    sa.Column("program_code", sa.Text),
+    sa.Column("amount", MONEY, nullable=False),
+    sa.Column("currency", sa.String(3), nullable=False),
+    sa.Column("kind", sa.Text, nullable=False),
+    sa.Column("cause", sa.Text, nullable=False),
+    sa.Column("period", sa.String(7), nullable=False),
+    sa.Column("sale_period", sa.String(7), nullable=False),
+    sa.Column("run_id", UUID(as_uuid=True)),
+    sa.Column("created_at", TS, nullable=False, server_default=sa.func.now()),
+    sa.Index("ledger_partner", "partner_id", "id"),
+    sa.Index("ledger_sale", "sale_id", "id"),
+)
+
+# Periods up to and including closed_through are closed; closing is a prefix, never reopened.
+period_close = sa.Table(
+    "period_close",
+    metadata,
+    sa.Column("singleton", sa.Boolean, primary_key=True, server_default=sa.true()),
+    sa.Column("closed_through", sa.String(7), nullable=False),
+    sa.Column("closed_at", TS, nullable=False, server_default=sa.func.now()),
+    sa.CheckConstraint("singleton", name="period_close_single_row"),
+)
+
+recalculation_runs = sa.Table(
+    "recalculation_runs",
+    metadata,
+    sa.Column("id", UUID(as_uuid=True), primary_key=True),
+    sa.Column("trigger_type", sa.Text, nullable=False),
+    sa.Column("trigger_event_id", sa.Text, nullable=False),
+    sa.Column("account_id", UUID(as_uuid=True)),
+    sa.Column("partner_id", UUID(as_uuid=True)),
+    sa.Column("sku", sa.Text),
+    sa.Column("program_code", sa.Text),
+    sa.Column("effective_from", TS),
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("sales_recomputed", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("sales_changed", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("delta", JSONB, nullable=False, server_default=sa.text("'[]'::jsonb")),
+    sa.Column("started_at", TS, nullable=False),
+    sa.Column("finished_at", TS),
+    sa.Index("recalculation_runs_account", "account_id", "started_at"),
+    sa.Index("recalculation_runs_partner", "partner_id", "started_at"),
+)

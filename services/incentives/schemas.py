@@ -1,0 +1,184 @@
+"""Incentives API models."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from partnerhub.types import Currency, Money, Rate, UtcDatetime
+from services.incentives.domain import ANY, ProgramKind
+
+CLASSIFICATIONS = ("strategic", "key", "commercial", "smb")
+TIERS = ("registered", "silver", "gold", "platinum")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SaleIn(Strict):
+    sale_id: str = Field(min_length=1, max_length=200)
+    partner_id: uuid.UUID
+    account_id: uuid.UUID
+    sku: str = Field(min_length=1, max_length=200)
+    amount: Money
+    currency: Currency
+    booked_at: UtcDatetime
+
+    @model_validator(mode="after")
+    def positive(self) -> SaleIn:
+        if self.amount <= 0:
+            raise ValueError("amount must be positive; a sale that is undone is cancelled instead")
+        return self
+
+
+class CancelIn(Strict):
+    cancelled_at: UtcDatetime
+
+
+class SaleCancelled(BaseModel):
+    sale_id: str = Field(min_length=1, max_length=200)
+    cancelled_at: UtcDatetime
+
+
+class SaleAccepted(BaseModel):
+    sale_id: str
+    outcome: str
+    status: str | None
+
+
+class ProductIn(Strict):
+    name: str = Field(min_length=1, max_length=300)
+    category: str = Field(min_length=1, max_length=100)
+    rebate_eligible: bool
+    standalone_software: bool = False
+    effective_from: UtcDatetime | None = None
+
+
+class Product(BaseModel):
+    sku: str
+    name: str
+    category: str
+    rebate_eligible: bool
+    standalone_software: bool
+    created_at: datetime
+    updated_at: datetime
+
+
+class RuleIn(Strict):
+    classification: str = ANY
+    tier: str = ANY
+    category: str = Field(default=ANY, min_length=1, max_length=100)
+    rate: Rate
+
+    @model_validator(mode="after")
+    def known_values(self) -> RuleIn:
+        if self.classification not in (ANY, *CLASSIFICATIONS):
+            raise ValueError(f"classification must be '*' or one of {', '.join(CLASSIFICATIONS)}")
+        if self.tier not in (ANY, *TIERS):
+            raise ValueError(f"tier must be '*' or one of {', '.join(TIERS)}")
+        if self.rate > 1:
+            raise ValueError("a rate is a fraction of revenue, at most 1")
+        return self
+
+
+class ProgramIn(Strict):
+    code: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._-]+$")
+    name: str = Field(min_length=1, max_length=300)
+    kind: ProgramKind
+    valid_from: UtcDatetime
+    valid_to: UtcDatetime | None = None
+    required_certification: str | None = Field(default=None, max_length=100)
+    target: Money | None = None
+    rules: list[RuleIn] = Field(min_length=1, max_length=200)
+
+    @model_validator(mode="after")
+    def consistent(self) -> ProgramIn:
+        if self.valid_to is not None and self.valid_to <= self.valid_from:
+            raise ValueError("valid_to must be after valid_from")
+        if self.kind is ProgramKind.CAPABILITY_REBATE and not self.required_certification:
+            raise ValueError("a capability_rebate program needs required_certification")
+        if self.kind is not ProgramKind.CAPABILITY_REBATE and self.required_certification:
+            raise ValueError("only a capability_rebate program takes required_certification")
+        if self.kind is ProgramKind.BIP:
+            raise ValueError(
+                "bip programs are not available yet in this version (base_rebate and capability_rebate are)"
+            )
+        if self.target is not None:
+            raise ValueError("only a bip program takes a target")
+        return self
+
+
+class ProgramEnd(Strict):
+    valid_to: UtcDatetime
+
+
+class RuleOut(BaseModel):
+    classification: str
+    tier: str
+    category: str
+    rate: Rate
+
+
+class Program(BaseModel):
+    code: str
+    name: str
+    kind: ProgramKind
+    valid_from: UtcDatetime
+    valid_to: UtcDatetime | None
+    required_certification: str | None
+    target: Money | None
+    rules: list[RuleOut]
+    created_at: UtcDatetime
+
+
+class Accrual(BaseModel):
+    sale_id: str
+    program_code: str | None
+    base_amount: Money
+    rate: Rate | None
+    amount: Money
+    currency: str
+    status: str
+    classification: str | None
+    tier: str | None
+    explanation: str
+    period: str
+
+
+class LedgerEntry(BaseModel):
+    id: uuid.UUID
+    sale_id: str
+    program_code: str | None
+    amount: Money
+    currency: str
+    kind: str
+    cause: str
+    period: str
+    sale_period: str
+    run_id: uuid.UUID | None
+    created_at: UtcDatetime
+
+
+class DeltaOut(BaseModel):
+    currency: str
+    amount: str
+
+
+class RecalculationRun(BaseModel):
+    id: uuid.UUID
+    trigger_type: str
+    trigger_event_id: str
+    account_id: uuid.UUID | None
+    partner_id: uuid.UUID | None
+    sku: str | None
+    program_code: str | None
+    effective_from: UtcDatetime | None
+    status: str
+    sales_recomputed: int
+    sales_changed: int
+    delta: list[DeltaOut]
+    started_at: UtcDatetime
+    finished_at: UtcDatetime | None
