@@ -1,6 +1,6 @@
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
-import uuid
 
 import httpx
 import pytest

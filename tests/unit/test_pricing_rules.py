@@ -1,0 +1,103 @@
+"""The pure pricing rules: most-specific rule matching, statuses in contract order, items and explanations."""
+
+import uuid
+from dataclasses import replace
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from services.incentives.domain import (
+    Program,
+    ProgramKind,
+    Rule,
+    SaleFacts,
+    SaleStatus,
+    find_tie,
+    most_specific,
+    price_sale,
+)
+
+SELLER = uuid.uuid4()
+BOOKED = datetime(2026, 3, 5, 10, tzinfo=UTC)
+FACTS = SaleFacts(
+    sale_id="S-1", partner_id=SELLER, account_id=uuid.uuid4(), sku="SKU", amount=Decimal("1000.00"),
+    currency="USD", booked_at=BOOKED, cancelled=False, product_known=True, rebate_eligible=True,
+    category="software", account_known=True, classification="commercial", owner_partner_id=SELLER,
+    partner_known=True, tier="gold", partner_status="active", certifications=frozenset(),
+)
+
+
+def program(code: str, *rules: Rule, kind: ProgramKind = ProgramKind.BASE_REBATE, cert: str | None = None,
+            valid_to: datetime | None = None) -> Program:
+    return Program(code, code, kind, datetime(2026, 1, 1, tzinfo=UTC), valid_to, cert, rules)
+
+
+def rule(classification: str = "*", tier: str = "*", category: str = "*", rate: str = "0.01") -> Rule:
+    return Rule(classification, tier, category, Decimal(rate))
+
+
+def test_the_most_specific_matching_rule_applies() -> None:
+    rules = (rule(rate="0.01"), rule("commercial", rate="0.02"), rule("commercial", "gold", rate="0.03"))
+    chosen = most_specific(rules, "commercial", "gold", "software")
+    assert chosen is not None and chosen.rate == Decimal("0.03")
+    assert most_specific(rules, "key", "gold", "software") == rules[0]
+    assert most_specific((rule("key"),), "commercial", "gold", "software") is None
+
+
+def test_rules_that_could_tie_are_found() -> None:
+    assert find_tie([rule("key"), rule(tier="gold")]) == (0, 1)
+    assert find_tie([rule("key"), rule("commercial")]) is None
+    assert find_tie([rule("key", "gold"), rule("key")]) is None
+    assert find_tie([rule("key"), rule("key")]) == (0, 1)
+
+
+def test_base_rebate_pays_from_the_first_dollar_rounded_half_up() -> None:
+    facts = replace(FACTS, amount=Decimal("0.10"))
+    priced = price_sale(facts, [program("B", rule(rate="0.05"))])
+    assert priced.status is SaleStatus.ACCRUED and priced.eligible
+    assert [(i.program_code, i.amount) for i in priced.items] == [("B", Decimal("0.01"))]
+
+
+def test_programs_stack_and_capability_needs_the_certification() -> None:
+    programs = [program("B", rule(rate="0.05")), program("CAP", rule(rate="0.02"), kind=ProgramKind.CAPABILITY_REBATE,
+                                                       cert="CLOUD-PRO")]
+    without = price_sale(FACTS, programs)
+    assert [i.program_code for i in without.items] == ["B"]
+    with_cert = price_sale(replace(FACTS, certifications=frozenset({"CLOUD-PRO"})), programs)
+    assert [(i.program_code, str(i.amount)) for i in with_cert.items] == [("B", "50.00"), ("CAP", "20.00")]
+    assert "CLOUD-PRO" in with_cert.items[1].explanation
+
+
+def test_validity_windows_are_half_open() -> None:
+    ends = program("B", rule(), valid_to=BOOKED)
+    assert price_sale(FACTS, [ends]).items[0].status == "no_program"
+
+
+def test_statuses_in_contract_order() -> None:
+    programs = [program("B", rule(rate="0.05"))]
+    rival = uuid.uuid4()
+    cases = [
+        (replace(FACTS, product_known=False, rebate_eligible=False, partner_status="suspended"), SaleStatus.UNPRICED),
+        (replace(FACTS, rebate_eligible=False, owner_partner_id=rival), SaleStatus.NOT_ELIGIBLE),
+        (replace(FACTS, owner_partner_id=rival, partner_status="suspended"), SaleStatus.CHANNEL_CONFLICT),
+        (replace(FACTS, partner_status="terminated"), SaleStatus.ON_HOLD),
+        (replace(FACTS, partner_status="pending"), SaleStatus.ACCRUED),
+        (replace(FACTS, owner_partner_id=None, classification="strategic"), SaleStatus.ACCRUED),
+    ]
+    for facts, status in cases:
+        priced = price_sale(facts, programs)
+        assert priced.status is status, (facts, priced.status)
+
+
+def test_zero_items_explain_what_they_would_have_paid() -> None:
+    priced = price_sale(replace(FACTS, owner_partner_id=uuid.uuid4()), [program("B", rule(rate="0.05"))])
+    item = priced.items[0]
+    assert item.amount == Decimal("0.00") and item.status == "channel_conflict"
+    assert "would pay" in item.explanation and "50.00" in item.explanation
+
+
+def test_unpriced_and_no_program_items() -> None:
+    unpriced = price_sale(replace(FACTS, account_known=False, classification=None), [program("B", rule())])
+    assert [(i.program_code, i.status) for i in unpriced.items] == [(None, "unpriced")]
+    assert "not known yet" in unpriced.items[0].explanation
+    nothing = price_sale(FACTS, [program("K", rule("key"))])
+    assert [(i.program_code, i.status, i.amount) for i in nothing.items] == [(None, "no_program", Decimal("0.00"))]
