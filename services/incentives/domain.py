@@ -205,8 +205,9 @@ def price_sale(facts: SaleFacts, programs: list[Program]) -> Pricing:
             items.append(Item(program.code, facts.amount, rule.rate, full, status.value, explanation))
         else:
             explanation = (
-                f"0.00 because {_why_zero(facts, status)}; otherwise {program.code} would pay {format_rate(rule.rate)} x "
-                f"{format_money(facts.amount)} = {format_money(full)} {facts.currency} ({basis})."
+                f"0.00 because {_why_zero(facts, status)}; otherwise {program.code} would pay "
+                f"{format_rate(rule.rate)} x {format_money(facts.amount)} = {format_money(full)} {facts.currency} "
+                f"({basis})."
             )
             items.append(Item(program.code, facts.amount, rule.rate, zero_amount, status.value, explanation))
     if not items:

@@ -71,7 +71,8 @@ async def test_concurrent_sales_and_reclassifications_end_priced_by_the_final_ti
         async with db.transaction() as tx:
             mismatched = (await tx.session.execute(sa.text(
                 "SELECT count(*) FROM accrual_items a LEFT JOIN (SELECT sale_id, coalesce(program_code, '') AS code,"
-                " sum(amount) AS total FROM ledger GROUP BY 1, 2) l ON l.sale_id = a.sale_id AND l.code = a.program_code"
+                " sum(amount) AS total FROM ledger GROUP BY 1, 2) l"
+                " ON l.sale_id = a.sale_id AND l.code = a.program_code"
                 " WHERE a.sale_id LIKE :prefix AND a.amount <> coalesce(l.total, 0)"
             ), {"prefix": f"{category}-%"})).scalar()
             rate_of = dict((await tx.session.execute(sa.text(
@@ -81,8 +82,8 @@ async def test_concurrent_sales_and_reclassifications_end_priced_by_the_final_ti
         # Final timeline: commercial, key from day 1 (late-entered, inserted before day 3), key day 3, smb day 9.
         for i in range(60):
             booked = START + timedelta(hours=7 * i)
-            expected = "0.05" if booked < START + timedelta(days=1) else "0.08" if booked < START + timedelta(days=9) \
-                else "0.11"
+            day = (booked - START).days
+            expected = "0.05" if day < 1 else "0.08" if day < 9 else "0.11"
             assert rate_of[f"{category}-{i}"] == Decimal(expected), (i, booked)
     finally:
         await db.dispose()

@@ -85,6 +85,6 @@ async def test_tier_change_is_effective_dated_and_published(registry, tokens, se
         assert tier_event["specversion"] == "1.0" and tier_event["source"] == "registry"
         assert tier_event["data"]["to"] == "gold" and tier_event["data"]["from"] == "registered"
         assert tier_event["data"]["effective_from"] == "2026-01-01T00:00:00Z"
-        assert [e["type"] for e in seen][0] == "partner.registered"
+        assert seen[0]["type"] == "partner.registered"
     finally:
         await consumer.stop()
