@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
@@ -81,7 +81,7 @@ class ServiceSpec:
     description: str
     routers: Sequence[APIRouter]
     subscriptions: Callable[[ServiceContext], list[Subscription]] = lambda _ctx: []
-    background: Callable[[ServiceContext], list[Awaitable[None]]] = lambda _ctx: []
+    background: Callable[[ServiceContext], list[Coroutine[Any, Any, None]]] = lambda _ctx: []
 
 
 async def _retry(start: Callable[[], Awaitable[None]], what: str, wait_seconds: float) -> None:

@@ -32,7 +32,8 @@ class SaleScope:
     booked_before: datetime | None = None
 
     def where(self) -> tuple[str, dict[str, Any]]:
-        clauses, params = [], {}
+        clauses: list[str] = []
+        params: dict[str, Any] = {}
         if self.sale_ids is not None:
             clauses.append("s.sale_id = ANY(:sale_ids)")
             params["sale_ids"] = list(self.sale_ids)

@@ -55,7 +55,7 @@ async def list_partners(
     cursor: Cursor = None,
 ) -> Page[Partner]:
     async with ctx.db.transaction() as tx:
-        rows = await PartnerRepository(tx.session).list(
+        rows = await PartnerRepository(tx.session).search(
             type_=type, tier=tier, status=status, country=country,
             after=usecases.since(decode_cursor(cursor)), limit=limit + 1,
         )

@@ -59,7 +59,7 @@ class PartnerRepository:
         rows = await self._select(sa.select(partners, CURRENT_TIER.label("tier")).where(partners.c.id == partner_id))
         return rows[0] if rows else None
 
-    async def list(
+    async def search(
         self,
         *,
         type_: str | None,

@@ -1,0 +1,1 @@
+"""Accounts: customer accounts, their classification and their one owner at a time, effective-dated."""

@@ -1,0 +1,139 @@
+"""Accounts routes (CONTRACT §4)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from partnerhub.auth import Admin, Anyone
+from partnerhub.http import (
+    Cursor,
+    IdempotencyKey,
+    IfMatch,
+    Limit,
+    Page,
+    decode_cursor,
+    encode_cursor,
+    idempotent,
+    json_response,
+)
+from partnerhub.service import Ctx
+from services.accounts import usecases
+from services.accounts.domain import Classification
+from services.accounts.schemas import Account, AccountIn, ClassificationIn, HistoryEntry, OwnerIn
+
+router = APIRouter(prefix="/accounts", tags=["accounts"])
+
+PROBLEM: dict[str, Any] = {"content": {"application/problem+json": {}}}
+Responses = dict[int | str, dict[str, Any]]
+NOT_FOUND: Responses = {404: {"description": "No such account, or another partner's (partner token)", **PROBLEM}}
+STALE: Responses = {412: {"description": "If-Match names a version that is no longer current", **PROBLEM}}
+
+
+def _account(row: dict[str, Any]) -> Account:
+    return Account.model_validate(row)
+
+
+@router.post("", status_code=201, response_model=Account, summary="Create an account (unowned)")
+async def create_account(
+    body: AccountIn, request: Request, ctx: Ctx, principal: Admin, idempotency_key: IdempotencyKey = None
+) -> JSONResponse:
+    async def operation(tx):  # type: ignore[no-untyped-def]
+        account, version = await usecases.create_account(tx, principal, body)
+        return _account(account), version
+
+    return await idempotent(ctx.db, request, idempotency_key, body, operation)
+
+
+@router.get(
+    "",
+    response_model=Page[Account],
+    summary="List accounts (a partner token lists the accounts its partner owns now)",
+)
+async def list_accounts(
+    ctx: Ctx,
+    principal: Anyone,
+    owner_partner_id: uuid.UUID | None = None,
+    classification: Classification | None = None,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> Page[Account]:
+    async with ctx.db.transaction() as tx:
+        rows = await usecases.list_accounts(
+            tx,
+            principal,
+            owner_partner_id=owner_partner_id,
+            classification=classification,
+            after=decode_cursor(cursor),
+            limit=limit + 1,
+        )
+    more = len(rows) > limit
+    rows = rows[:limit]
+    last = rows[-1] if rows else None
+    return Page[Account](
+        items=[_account(r) for r in rows],
+        next_cursor=encode_cursor(last["created_at"].isoformat(), str(last["id"])) if more and last else None,
+    )
+
+
+@router.get("/{account_id}", response_model=Account, summary="Get an account", responses=NOT_FOUND)
+async def get_account(account_id: uuid.UUID, ctx: Ctx, principal: Anyone) -> JSONResponse:
+    async with ctx.db.transaction() as tx:
+        account = await usecases.get_account(tx, principal, account_id)
+    return json_response(_account(account), etag_version=account["version"])
+
+
+@router.put(
+    "/{account_id}/classification",
+    response_model=Account,
+    summary="Reclassify an account from effective_from (409 when already so classified then)",
+    responses={
+        **NOT_FOUND,
+        **STALE,
+        409: {"description": "The account already has that classification at effective_from", **PROBLEM},
+    },
+)
+async def reclassify(
+    account_id: uuid.UUID, body: ClassificationIn, ctx: Ctx, principal: Admin, if_match: IfMatch = None
+) -> JSONResponse:
+    async with ctx.db.transaction() as tx:
+        account, version = await usecases.reclassify(tx, principal, account_id, body, if_match)
+    return json_response(_account(account), etag_version=version)
+
+
+@router.put(
+    "/{account_id}/owner",
+    response_model=Account,
+    summary="Give an account to an active partner, or none, from effective_from (409 when already so then)",
+    responses={
+        **NOT_FOUND,
+        **STALE,
+        409: {"description": "The account already has that owner (or none) at effective_from", **PROBLEM},
+        422: {"description": "The partner is unknown, pending, suspended or terminated", **PROBLEM},
+        503: {"description": "The partner was not in the replica and the registry did not answer", **PROBLEM},
+    },
+)
+async def change_owner(
+    account_id: uuid.UUID, body: OwnerIn, ctx: Ctx, principal: Admin, if_match: IfMatch = None
+) -> JSONResponse:
+    registry = None
+    if body.partner_id is not None:
+        registry = await usecases.ask_registry_about_owner(ctx, body.partner_id)
+    async with ctx.db.transaction() as tx:
+        account, version = await usecases.change_owner(tx, principal, account_id, body, if_match, registry)
+    return json_response(_account(account), etag_version=version)
+
+
+@router.get(
+    "/{account_id}/history",
+    response_model=list[HistoryEntry],
+    summary="The effective-dated timeline of classification and ownership, with causes",
+    responses=NOT_FOUND,
+)
+async def account_history(account_id: uuid.UUID, ctx: Ctx, principal: Anyone) -> list[HistoryEntry]:
+    async with ctx.db.transaction() as tx:
+        entries = await usecases.account_history(tx, principal, account_id)
+    return [HistoryEntry.model_validate(e) for e in entries]

@@ -1,0 +1,87 @@
+"""Accounts API models, and the partner data read from registry events and the registry's API."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from partnerhub.timeutil import BEGINNING, isoformat, to_utc
+from services.accounts.domain import Classification, PartnerStatus
+
+
+def _not_before_beginning(value: datetime) -> datetime:
+    if value < BEGINNING:
+        raise ValueError(f"effective_from must not be before {isoformat(BEGINNING)}")
+    return value
+
+
+UtcDatetime = Annotated[datetime, AfterValidator(to_utc)]
+EffectiveFrom = Annotated[datetime, AfterValidator(to_utc), AfterValidator(_not_before_beginning)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class AccountIn(Strict):
+    name: str = Field(min_length=1, max_length=200)
+    country: str = Field(pattern=r"^[A-Z]{2}$", description="ISO 3166-1 alpha-2")
+    industry: str = Field(min_length=1, max_length=100)
+    classification: Classification
+
+
+class ClassificationIn(Strict):
+    classification: Classification
+    effective_from: EffectiveFrom | None = Field(default=None, description="RFC 3339; defaults to now")
+    reason: str | None = Field(default=None, max_length=1000)
+
+
+class OwnerIn(Strict):
+    partner_id: uuid.UUID | None = Field(description="the new owner, or null to leave the account unowned")
+    effective_from: EffectiveFrom | None = Field(default=None, description="RFC 3339; defaults to now")
+    reason: str | None = Field(default=None, max_length=1000)
+
+
+class Account(BaseModel):
+    id: uuid.UUID
+    name: str
+    country: str
+    industry: str
+    classification: Classification
+    owner_partner_id: uuid.UUID | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class HistoryEntry(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    kind: str = Field(description="classification or ownership")
+    value: str | None = Field(description="the classification, or the owner's partner id (null: unowned)")
+    from_: str | None = Field(alias="from", description="the value this entry replaced in the timeline")
+    to: str | None
+    effective_from: datetime
+    recorded_at: datetime
+    cause: str
+    actor: str
+    reason: str | None
+    event_id: str
+
+
+class PartnerData(BaseModel):
+    """The partner every `partner.*` event (and the registry's GET) carries; other fields are ignored."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    id: uuid.UUID
+    name: str
+    status: PartnerStatus
+    updated_at: UtcDatetime
+
+
+class PartnerStatusChangedData(PartnerData):
+    to: PartnerStatus
+    changed_at: UtcDatetime
