@@ -68,8 +68,7 @@ def infrastructure() -> Iterator[Infrastructure]:
         from partnerhub.migrations import upgrade
 
         for service, url in urls.items():
-            if Path(f"services/{service}/models.py").exists():  # TEMP
-                upgrade(service, url)
+            upgrade(service, url)
         infra = Infrastructure(admin_dsn, urls, bootstrap, root)
         saved = {k: os.environ.get(k) for k in infra.env()}
         os.environ.update(infra.env())
@@ -115,10 +114,10 @@ async def running_service(name: str) -> AsyncIterator[httpx.AsyncClient]:
             yield client
 
 
-async def eventually(check: Callable[[], Any], timeout: float = 30.0, interval: float = 0.1) -> Any:
+async def eventually(check: Callable[[], Any], within: float = 30.0, interval: float = 0.1) -> Any:
     """Polls an async or sync check until it returns a truthy value (events flow asynchronously)."""
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
+    deadline = loop.time() + within
     last: Any = None
     while loop.time() < deadline:
         last = check()
@@ -127,4 +126,4 @@ async def eventually(check: Callable[[], Any], timeout: float = 30.0, interval: 
         if last:
             return last
         await asyncio.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout}s (last value: {last!r})")
+    raise AssertionError(f"condition not met within {within}s (last value: {last!r})")
