@@ -16,6 +16,7 @@ from partnerhub.events import OutgoingEvent
 from partnerhub.logs import current_traceparent
 
 OUTBOX_CHANNEL = "partnerhub_outbox"
+COPY_THRESHOLD = 200
 
 
 def add_shared_tables(metadata: sa.MetaData) -> None:
@@ -116,13 +117,22 @@ async def write_outbox(session: AsyncSession, source: str, events: list[Outgoing
         }
         for event in events
     ]
-    await session.execute(
-        sa.text(
-            "INSERT INTO outbox (event_id, topic, key, payload) "
-            "VALUES (:event_id, :topic, :key, CAST(:payload AS jsonb))"
-        ),
-        rows,
-    )
+    if len(rows) >= COPY_THRESHOLD:
+        # Large batches (a recalculation of many sales) go in with COPY: one round trip, no per-row binds.
+        raw = await (await session.connection()).get_raw_connection()
+        await raw.driver_connection.copy_records_to_table(  # type: ignore[union-attr]
+            "outbox",
+            records=[(r["event_id"], r["topic"], r["key"], r["payload"]) for r in rows],
+            columns=["event_id", "topic", "key", "payload"],
+        )
+    else:
+        await session.execute(
+            sa.text(
+                "INSERT INTO outbox (event_id, topic, key, payload) "
+                "VALUES (:event_id, :topic, :key, CAST(:payload AS jsonb))"
+            ),
+            rows,
+        )
     # Delivered at commit, so the relay wakes the moment the rows become visible.
     await session.execute(sa.text("SELECT pg_notify(:channel, '')"), {"channel": OUTBOX_CHANNEL})
 

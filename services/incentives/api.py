@@ -25,8 +25,10 @@ from services.incentives import usecases
 from services.incentives.repository import IncentivesRepository
 from services.incentives.schemas import (
     Accrual,
+    BipProgress,
     CancelIn,
     LedgerEntry,
+    PeriodClosed,
     Product,
     ProductIn,
     Program,
@@ -35,6 +37,7 @@ from services.incentives.schemas import (
     RecalculationRun,
     SaleAccepted,
     SaleIn,
+    Statement,
 )
 
 router = APIRouter()
@@ -198,3 +201,33 @@ async def list_recalculations(
     return Page[RecalculationRun](
         items=items, next_cursor=encode_cursor(last.started_at.isoformat(), str(last.id)) if last else None
     )
+
+
+# --- BIP, statements and periods ----------------------------------------------------------------
+PeriodPath = Annotated[str, Path(pattern=r"^\d{4}-(0[1-9]|1[0-2])$", description="calendar month YYYY-MM")]
+
+
+@router.get("/partners/{partner_id}/bip", response_model=list[BipProgress], tags=["accruals"],
+            summary="Progress towards each business incentive program's monthly target")
+async def bip_progress(
+    partner_id: uuid.UUID, ctx: Ctx, principal: AdminOrPartner, period: Period = None
+) -> list[BipProgress]:
+    ensure_partner_scope(principal, partner_id)
+    async with ctx.db.transaction() as tx:
+        rows = await IncentivesRepository(tx.session).bip_progress(partner_id, period)
+    return [BipProgress.model_validate({**r._mapping, "explanation": usecases.bip_explanation(r)}) for r in rows]
+
+
+@router.get("/partners/{partner_id}/statements/{period}", response_model=Statement, tags=["statements"],
+            summary="A partner's statement for a month: open (live) or closed (frozen)")
+async def get_statement(partner_id: uuid.UUID, period: PeriodPath, ctx: Ctx, principal: AdminOrPartner) -> Statement:
+    ensure_partner_scope(principal, partner_id)
+    async with ctx.db.transaction() as tx:
+        return Statement.model_validate(await usecases.statement(tx, partner_id, period))
+
+
+@router.post("/periods/{period}/close", response_model=PeriodClosed, tags=["statements"],
+             summary="Close a period and every earlier open one; closed statements never change")
+async def close_period(period: PeriodPath, ctx: Ctx, principal: Admin) -> PeriodClosed:
+    async with ctx.db.transaction() as tx:
+        return PeriodClosed.model_validate(await usecases.close_period(tx, period))

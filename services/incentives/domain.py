@@ -84,6 +84,7 @@ class Program:
     valid_to: datetime | None
     required_certification: str | None
     rules: tuple[Rule, ...]
+    target: Decimal | None = None
 
     def valid_at(self, moment: datetime) -> bool:
         return self.valid_from <= moment and (self.valid_to is None or moment < self.valid_to)
@@ -216,3 +217,23 @@ def price_sale(facts: SaleFacts, programs: list[Program]) -> Pricing:
             reason += f"; besides, {_why_zero(facts, status)}"
         items.append(Item(None, facts.amount, None, zero_amount, NO_PROGRAM, reason[0].upper() + reason[1:] + "."))
     return Pricing(facts, status, tuple(items))
+
+
+def bip_rates(pricing: Pricing, programs: list[Program]) -> list[tuple[str, Decimal]]:
+    """The BIP programs an eligible sale counts towards, each with the rate of its most specific rule."""
+    if not pricing.eligible:
+        return []
+    facts = pricing.facts
+    rates = []
+    for program in programs:
+        if program.kind is not ProgramKind.BIP or not program.valid_at(facts.booked_at):
+            continue
+        rule = most_specific(program.rules, facts.classification or "", facts.tier or "", facts.category or "")
+        if rule is not None:
+            rates.append((program.code, rule.rate))
+    return rates
+
+
+def bip_bonus(revenue: Decimal, weighted_revenue: Decimal, target: Decimal) -> Decimal:
+    """Once the month's matching eligible revenue reaches the target, the rate applies from the first dollar."""
+    return round_money(weighted_revenue) if revenue >= target else ZERO

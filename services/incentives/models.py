@@ -155,8 +155,9 @@ ledger = sa.Table(
     sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
     sa.Column("entry_id", UUID(as_uuid=True), nullable=False, unique=True, server_default=sa.func.gen_random_uuid()),
     sa.Column("partner_id", UUID(as_uuid=True), nullable=False),
-    sa.Column("account_id", UUID(as_uuid=True), nullable=False),
-    sa.Column("sale_id", sa.Text, nullable=False),
+    sa.Column("account_id", UUID(as_uuid=True)),
+    # account and sale are null for a BIP entry: it belongs to (partner, program, month, currency)
+    sa.Column("sale_id", sa.Text),
     sa.Column("program_code", sa.Text),
     sa.Column("amount", MONEY, nullable=False),
     sa.Column("currency", sa.String(3), nullable=False),
@@ -199,4 +200,48 @@ recalculation_runs = sa.Table(
     sa.Column("finished_at", TS),
     sa.Index("recalculation_runs_account", "account_id", "started_at"),
     sa.Index("recalculation_runs_partner", "partner_id", "started_at"),
+)
+
+# What each eligible sale brings to each BIP program whose rules it matches (rate of the matching rule).
+bip_contributions = sa.Table(
+    "bip_contributions",
+    metadata,
+    sa.Column("sale_id", sa.Text, sa.ForeignKey("sales.sale_id"), primary_key=True),
+    sa.Column("program_code", sa.Text, sa.ForeignKey("programs.code"), primary_key=True),
+    sa.Column("partner_id", UUID(as_uuid=True), nullable=False),
+    sa.Column("period", sa.String(7), nullable=False),
+    sa.Column("currency", sa.String(3), nullable=False),
+    sa.Column("revenue", MONEY, nullable=False),
+    sa.Column("rate", RATE, nullable=False),
+    sa.Index("bip_contributions_group", "partner_id", "period", "currency", "program_code"),
+)
+
+# Current BIP outcome per (partner, program, month, currency); its ledger entries sum to `bonus`.
+bip_totals = sa.Table(
+    "bip_totals",
+    metadata,
+    sa.Column("partner_id", UUID(as_uuid=True), primary_key=True),
+    sa.Column("program_code", sa.Text, primary_key=True),
+    sa.Column("period", sa.String(7), primary_key=True),
+    sa.Column("currency", sa.String(3), primary_key=True),
+    sa.Column("revenue", MONEY, nullable=False),
+    sa.Column("target", MONEY, nullable=False),
+    sa.Column("bonus", MONEY, nullable=False),
+    sa.Column("reached", sa.Boolean, nullable=False),
+    sa.Column("updated_at", TS, nullable=False, server_default=sa.func.now()),
+)
+
+# A closed period's statement, frozen at close.
+statements = sa.Table(
+    "statements",
+    metadata,
+    sa.Column("partner_id", UUID(as_uuid=True), primary_key=True),
+    sa.Column("period", sa.String(7), primary_key=True),
+    sa.Column("currency", sa.String(3), primary_key=True),
+    sa.Column("eligible_revenue", MONEY, nullable=False),
+    sa.Column("rebate", MONEY, nullable=False),
+    sa.Column("bip_bonus", MONEY, nullable=False),
+    sa.Column("adjustments", MONEY, nullable=False),
+    sa.Column("total", MONEY, nullable=False),
+    sa.Column("closed_at", TS, nullable=False, server_default=sa.func.now()),
 )

@@ -198,6 +198,7 @@ class IncentivesRepository:
                 valid_to=row.valid_to,
                 required_certification=row.required_certification,
                 rules=tuple(Rule(r.classification, r.tier, r.category, r.rate) for r in rules),
+                target=row.target,
             )
             for row, rules in await self.program_rows()
         ]
@@ -369,6 +370,104 @@ class IncentivesRepository:
             "WHERE s.sale_id = n.sale_id AND s.status IS DISTINCT FROM n.sale_status"
         ))
         return changed, first_time, delta
+
+    # --- business incentive programs ------------------------------------------------------
+    async def replace_bip_contributions(self, rows: list[tuple[Any, ...]]) -> None:
+        """Replaces the BIP contributions of the sales just priced (those in new_items)."""
+        await self.session.execute(sa.text(
+            "DELETE FROM bip_contributions WHERE sale_id IN (SELECT sale_id FROM new_items)"
+        ))
+        if rows:
+            raw = await (await self.session.connection()).get_raw_connection()
+            await raw.driver_connection.copy_records_to_table(  # type: ignore[union-attr]
+                "bip_contributions", records=rows,
+                columns=["sale_id", "program_code", "partner_id", "period", "currency", "revenue", "rate"],
+            )
+
+    async def bip_figures(self, groups: set[tuple[uuid.UUID, str, str]]) -> tuple[list[Any], list[Any]]:
+        """Per (partner, program, month, currency) in the groups: revenue and rate-weighted revenue now, and
+        the outcome currently booked."""
+        params = {
+            "partners": [g[0] for g in groups], "periods": [g[1] for g in groups], "currencies": [g[2] for g in groups],
+        }
+        in_groups = (
+            "(partner_id, period, currency) IN (SELECT * FROM unnest(CAST(:partners AS uuid[]), "
+            "CAST(:periods AS text[]), CAST(:currencies AS text[])))"
+        )
+        figures = (await self.session.execute(sa.text(
+            "SELECT partner_id, program_code, period, currency, sum(revenue) AS revenue, "
+            f"sum(rate * revenue) AS weighted FROM bip_contributions WHERE {in_groups} GROUP BY 1, 2, 3, 4"
+        ), params)).all()
+        booked = (await self.session.execute(sa.text(
+            f"SELECT partner_id, program_code, period, currency, bonus FROM bip_totals WHERE {in_groups}"
+        ), params)).all()
+        return list(figures), list(booked)
+
+    async def save_bip(self, outcomes: list[dict[str, Any]], entries: list[dict[str, Any]]) -> None:
+        if outcomes:
+            statement = insert(m.bip_totals)
+            await self.session.execute(
+                statement.on_conflict_do_update(
+                    index_elements=["partner_id", "program_code", "period", "currency"],
+                    set_={c: statement.excluded[c] for c in ("revenue", "target", "bonus", "reached")}
+                    | {"updated_at": sa.func.now()},
+                ),
+                outcomes,
+            )
+        if entries:
+            await self.session.execute(m.ledger.insert(), entries)
+
+    async def bip_progress(self, partner_id: uuid.UUID, period: str | None) -> list[sa.Row[Any]]:
+        b = m.bip_totals.c
+        query = sa.select(m.bip_totals).where(b.partner_id == partner_id)
+        if period is not None:
+            query = query.where(b.period == period)
+        return list((await self.session.execute(query.order_by(b.period, b.program_code, b.currency))).all())
+
+    # --- statements and periods -----------------------------------------------------------
+    async def live_statements(self, period: str, partner_id: uuid.UUID | None) -> list[sa.Row[Any]]:
+        """The statement of a still-open period as its sales bring it now, per partner and currency."""
+        only = "AND partner_id = :partner_id" if partner_id is not None else ""
+        return list((await self.session.execute(sa.text(f"""
+            WITH figures AS (
+                SELECT partner_id, currency, amount AS eligible_revenue, 0 AS rebate, 0 AS bip_bonus,
+                       0 AS adjustments
+                  FROM sales WHERE sale_period = :period AND status = 'accrued' {only}
+                UNION ALL
+                SELECT partner_id, currency, 0, amount, 0, 0
+                  FROM accrual_items WHERE sale_period = :period {only}
+                UNION ALL
+                SELECT partner_id, currency, 0, 0, bonus, 0 FROM bip_totals WHERE period = :period {only}
+                UNION ALL
+                SELECT partner_id, currency, 0, 0, 0, amount
+                  FROM ledger WHERE period = :period AND sale_period <> :period {only}
+            )
+            SELECT partner_id, currency, sum(eligible_revenue) AS eligible_revenue, sum(rebate) AS rebate,
+                   sum(bip_bonus) AS bip_bonus, sum(adjustments) AS adjustments,
+                   sum(rebate) + sum(bip_bonus) + sum(adjustments) AS total
+              FROM figures GROUP BY partner_id, currency ORDER BY partner_id, currency
+        """), {"period": period, "partner_id": partner_id})).all())
+
+    async def frozen_statement(self, partner_id: uuid.UUID, period: str) -> list[sa.Row[Any]]:
+        s = m.statements.c
+        return list((await self.session.execute(
+            sa.select(m.statements).where(s.partner_id == partner_id, s.period == period).order_by(s.currency)
+        )).all())
+
+    async def freeze_statements(self, rows: list[dict[str, Any]]) -> None:
+        if rows:
+            await self.session.execute(insert(m.statements).on_conflict_do_nothing(), rows)
+
+    async def earliest_period(self) -> str | None:
+        return (await self.session.execute(sa.text(
+            "SELECT least((SELECT min(sale_period) FROM sales), (SELECT min(period) FROM ledger))"
+        ))).scalar()
+
+    async def set_closed_through(self, period: str) -> None:
+        statement = insert(m.period_close).values(singleton=True, closed_through=period)
+        await self.session.execute(statement.on_conflict_do_update(
+            index_elements=["singleton"], set_={"closed_through": period, "closed_at": sa.func.now()}
+        ))
 
     # --- runs -----------------------------------------------------------------------------
     async def start_run(self, values: dict[str, Any]) -> None:

@@ -102,11 +102,9 @@ class ProgramIn(Strict):
             raise ValueError("a capability_rebate program needs required_certification")
         if self.kind is not ProgramKind.CAPABILITY_REBATE and self.required_certification:
             raise ValueError("only a capability_rebate program takes required_certification")
-        if self.kind is ProgramKind.BIP:
-            raise ValueError(
-                "bip programs are not available yet in this version (base_rebate and capability_rebate are)"
-            )
-        if self.target is not None:
+        if self.kind is ProgramKind.BIP and (self.target is None or self.target <= 0):
+            raise ValueError("a bip program needs a positive target (the month's eligible revenue to reach)")
+        if self.kind is not ProgramKind.BIP and self.target is not None:
             raise ValueError("only a bip program takes a target")
         return self
 
@@ -150,7 +148,8 @@ class Accrual(BaseModel):
 
 class LedgerEntry(BaseModel):
     id: uuid.UUID
-    sale_id: str
+    sale_id: str | None
+    account_id: uuid.UUID | None
     program_code: str | None
     amount: Money
     currency: str
@@ -182,3 +181,37 @@ class RecalculationRun(BaseModel):
     delta: list[DeltaOut]
     started_at: UtcDatetime
     finished_at: UtcDatetime | None
+
+
+class BipProgress(BaseModel):
+    program_code: str
+    period: str
+    currency: str
+    revenue: Money
+    target: Money
+    reached: bool
+    bonus: Money
+    explanation: str
+
+
+class StatementTotals(BaseModel):
+    currency: str
+    eligible_revenue: Money
+    rebate: Money
+    bip_bonus: Money
+    adjustments: Money
+    total: Money
+
+
+class Statement(BaseModel):
+    partner_id: uuid.UUID
+    period: str
+    status: str
+    totals: list[StatementTotals]
+
+
+class PeriodClosed(BaseModel):
+    period: str
+    status: str
+    closed_through: str
+    newly_closed: list[str]

@@ -8,6 +8,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from partnerhub.db import Transaction
@@ -17,7 +18,16 @@ from partnerhub.money import format_money
 from partnerhub.problems import Problem, conflict, not_found, unprocessable
 from partnerhub.timeutil import BEGINNING, isoformat, period_of, utcnow
 from services.incentives import models as m
-from services.incentives.domain import Pricing, Rule, find_tie, price_sale
+from services.incentives.domain import (
+    Pricing,
+    Program,
+    ProgramKind,
+    Rule,
+    bip_bonus,
+    bip_rates,
+    find_tie,
+    price_sale,
+)
 from services.incentives.repository import LOCK_PROGRAMS, IncentivesRepository, SaleScope
 from services.incentives.schemas import ProductIn, ProgramIn, SaleIn
 
@@ -105,6 +115,9 @@ async def reprice(
     closed = await repo.closed_through()
     first_open = next_period(closed) if closed else None
     changed, first_time, delta = await repo.write_pricings(pricings, cause, run_id, closed, first_open)
+    if pricings and any(p.kind is ProgramKind.BIP for p in programs):
+        bip_delta = await settle_bip(repo, pricings, programs, cause, run_id, closed, first_open)
+        delta = _merge(delta, bip_delta)
     for pricing in pricings:
         sale_id = pricing.facts.sale_id
         if sale_id in first_time:
@@ -132,6 +145,95 @@ async def reprice(
         ))
         RECALCULATION_SECONDS.labels("incentives", trigger.type).observe(time.perf_counter() - started)
     return RepriceResult(len(pricings), len(changed), delta_json, run_id)
+
+
+def _merge(*deltas: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    totals: dict[str, Decimal] = {}
+    for delta in deltas:
+        for entry in delta:
+            totals[entry["currency"]] = totals.get(entry["currency"], Decimal("0.00")) + entry["amount"]
+    return [{"currency": c, "amount": a} for c, a in sorted(totals.items()) if a]
+
+
+async def settle_bip(
+    repo: IncentivesRepository, pricings: list[Pricing], programs: list[Program], cause: str,
+    run_id: uuid.UUID | None, closed: str | None, first_open: str | None,
+) -> list[dict[str, Any]]:
+    """Recomputes each BIP outcome the priced sales touch; a moved bonus becomes one ledger entry."""
+    await repo.replace_bip_contributions([
+        (p.facts.sale_id, code, p.facts.partner_id, period_of(p.facts.booked_at), p.facts.currency,
+         p.facts.amount, rate)
+        for p in pricings
+        for code, rate in bip_rates(p, programs)
+    ])
+    groups = {(p.facts.partner_id, period_of(p.facts.booked_at), p.facts.currency) for p in pricings}
+    figures, booked = await repo.bip_figures(groups)
+    now = {(r.partner_id, r.program_code, r.period, r.currency): (r.revenue, r.weighted) for r in figures}
+    before = {(r.partner_id, r.program_code, r.period, r.currency): r.bonus for r in booked}
+    targets = {p.code: p.target for p in programs if p.target is not None}
+    outcomes, entries = [], []
+    for key in sorted(now.keys() | before.keys(), key=str):
+        partner_id, code, month, currency = key
+        revenue, weighted = now.get(key, (Decimal("0.00"), Decimal("0")))
+        bonus = bip_bonus(revenue, weighted, targets[code])
+        outcomes.append({"partner_id": partner_id, "program_code": code, "period": month, "currency": currency,
+                         "revenue": revenue, "target": targets[code], "bonus": bonus,
+                         "reached": revenue >= targets[code]})
+        if bonus != before.get(key, Decimal("0.00")):
+            entries.append({
+                "partner_id": partner_id, "account_id": None, "sale_id": None, "program_code": code,
+                "amount": bonus - before.get(key, Decimal("0.00")), "currency": currency,
+                "kind": "adjustment" if key in before else "original", "cause": cause,
+                "period": month if closed is None or month > closed else first_open, "sale_period": month,
+                "run_id": run_id,
+            })
+    await repo.save_bip(outcomes, entries)
+    return _merge([{"currency": e["currency"], "amount": e["amount"]} for e in entries])
+
+
+# --- statements and periods ---------------------------------------------------------------------
+async def close_period(tx: Transaction, period: str) -> dict[str, Any]:
+    """Closes the period and every earlier open one, freezing their statements forever."""
+    repo = IncentivesRepository(tx.session)
+    await repo.lock(LOCK_PROGRAMS)  # exclusive: no sale is priced while the open/closed line moves
+    closed = await repo.closed_through()
+    if closed is not None and period <= closed:
+        return {"period": period, "status": "closed", "closed_through": closed, "newly_closed": []}
+    if period > period_of(utcnow()):
+        raise unprocessable(f"{period} has not begun yet; a period can be closed once it has begun", ["path"])
+    earliest = await repo.earliest_period()
+    month = next_period(closed) if closed else min(earliest or period, period)
+    newly_closed = []
+    while month <= period:
+        rows = await repo.live_statements(month, None)
+        await repo.freeze_statements([{**row._mapping, "period": month} for row in rows])
+        newly_closed.append(month)
+        month = next_period(month)
+    await repo.set_closed_through(period)
+    return {"period": period, "status": "closed", "closed_through": period, "newly_closed": newly_closed}
+
+
+async def statement(tx: Transaction, partner_id: uuid.UUID, period: str) -> dict[str, Any]:
+    repo = IncentivesRepository(tx.session)
+    closed = await repo.closed_through()
+    if closed is not None and period <= closed:
+        rows = await repo.frozen_statement(partner_id, period)
+        status = "closed"
+    else:
+        rows = await repo.live_statements(period, partner_id)
+        status = "open"
+    return {"partner_id": partner_id, "period": period, "status": status,
+            "totals": [dict(row._mapping) for row in rows]}
+
+
+def bip_explanation(row: Any) -> str:
+    if row.reached:
+        return (f"{row.program_code}: {row.period} eligible revenue {format_money(row.revenue)} {row.currency} "
+                f"reached the target {format_money(row.target)}, so the bonus of {format_money(row.bonus)} "
+                "pays from the first dollar.")
+    return (f"{row.program_code}: {row.period} eligible revenue {format_money(row.revenue)} {row.currency} is "
+            f"{format_money(row.target - row.revenue)} short of the target {format_money(row.target)}; "
+            "nothing is paid until it is reached, then all of it counts.")
 
 
 # --- sales ------------------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-24 01:41:57.209390
+Create Date: 2026-11-24 01:55:06.570040
 """
 
 from collections.abc import Sequence
@@ -39,6 +39,18 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id')
     )
     op.create_index('account_owners_lookup', 'account_owners', ['account_id', 'effective_from', 'id'], unique=False)
+    op.create_table('bip_totals',
+    sa.Column('partner_id', sa.UUID(), nullable=False),
+    sa.Column('program_code', sa.Text(), nullable=False),
+    sa.Column('period', sa.String(length=7), nullable=False),
+    sa.Column('currency', sa.String(length=3), nullable=False),
+    sa.Column('revenue', sa.Numeric(precision=18, scale=2), nullable=False),
+    sa.Column('target', sa.Numeric(precision=18, scale=2), nullable=False),
+    sa.Column('bonus', sa.Numeric(precision=18, scale=2), nullable=False),
+    sa.Column('reached', sa.Boolean(), nullable=False),
+    sa.Column('updated_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
+    sa.PrimaryKeyConstraint('partner_id', 'program_code', 'period', 'currency')
+    )
     op.create_table('idempotency_keys',
     sa.Column('scope', sa.Text(), nullable=False),
     sa.Column('key', sa.Text(), nullable=False),
@@ -62,8 +74,8 @@ def upgrade() -> None:
     sa.Column('id', sa.BigInteger(), sa.Identity(always=False), nullable=False),
     sa.Column('entry_id', sa.UUID(), server_default=sa.text('gen_random_uuid()'), nullable=False),
     sa.Column('partner_id', sa.UUID(), nullable=False),
-    sa.Column('account_id', sa.UUID(), nullable=False),
-    sa.Column('sale_id', sa.Text(), nullable=False),
+    sa.Column('account_id', sa.UUID(), nullable=True),
+    sa.Column('sale_id', sa.Text(), nullable=True),
     sa.Column('program_code', sa.Text(), nullable=True),
     sa.Column('amount', sa.Numeric(precision=18, scale=2), nullable=False),
     sa.Column('currency', sa.String(length=3), nullable=False),
@@ -197,6 +209,18 @@ def upgrade() -> None:
     op.create_index('sales_booked', 'sales', ['booked_at'], unique=False)
     op.create_index('sales_partner', 'sales', ['partner_id', 'booked_at'], unique=False)
     op.create_index('sales_sku', 'sales', ['sku', 'booked_at'], unique=False)
+    op.create_table('statements',
+    sa.Column('partner_id', sa.UUID(), nullable=False),
+    sa.Column('period', sa.String(length=7), nullable=False),
+    sa.Column('currency', sa.String(length=3), nullable=False),
+    sa.Column('eligible_revenue', sa.Numeric(precision=18, scale=2), nullable=False),
+    sa.Column('rebate', sa.Numeric(precision=18, scale=2), nullable=False),
+    sa.Column('bip_bonus', sa.Numeric(precision=18, scale=2), nullable=False),
+    sa.Column('adjustments', sa.Numeric(precision=18, scale=2), nullable=False),
+    sa.Column('total', sa.Numeric(precision=18, scale=2), nullable=False),
+    sa.Column('closed_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
+    sa.PrimaryKeyConstraint('partner_id', 'period', 'currency')
+    )
     op.create_table('accrual_items',
     sa.Column('sale_id', sa.Text(), nullable=False),
     sa.Column('program_code', sa.Text(), nullable=False),
@@ -215,6 +239,19 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('sale_id', 'program_code')
     )
     op.create_index('accrual_items_partner', 'accrual_items', ['partner_id', 'sale_period', 'sale_id'], unique=False)
+    op.create_table('bip_contributions',
+    sa.Column('sale_id', sa.Text(), nullable=False),
+    sa.Column('program_code', sa.Text(), nullable=False),
+    sa.Column('partner_id', sa.UUID(), nullable=False),
+    sa.Column('period', sa.String(length=7), nullable=False),
+    sa.Column('currency', sa.String(length=3), nullable=False),
+    sa.Column('revenue', sa.Numeric(precision=18, scale=2), nullable=False),
+    sa.Column('rate', sa.Numeric(precision=12, scale=6), nullable=False),
+    sa.ForeignKeyConstraint(['program_code'], ['programs.code'], ),
+    sa.ForeignKeyConstraint(['sale_id'], ['sales.sale_id'], ),
+    sa.PrimaryKeyConstraint('sale_id', 'program_code')
+    )
+    op.create_index('bip_contributions_group', 'bip_contributions', ['partner_id', 'period', 'currency', 'program_code'], unique=False)
     op.create_table('product_eligibility',
     sa.Column('id', sa.BigInteger(), sa.Identity(always=False), nullable=False),
     sa.Column('sku', sa.Text(), nullable=False),
@@ -243,8 +280,11 @@ def downgrade() -> None:
     op.drop_table('program_rules')
     op.drop_index('product_eligibility_lookup', table_name='product_eligibility')
     op.drop_table('product_eligibility')
+    op.drop_index('bip_contributions_group', table_name='bip_contributions')
+    op.drop_table('bip_contributions')
     op.drop_index('accrual_items_partner', table_name='accrual_items')
     op.drop_table('accrual_items')
+    op.drop_table('statements')
     op.drop_index('sales_sku', table_name='sales')
     op.drop_index('sales_partner', table_name='sales')
     op.drop_index('sales_booked', table_name='sales')
@@ -270,6 +310,7 @@ def downgrade() -> None:
     op.drop_table('ledger')
     op.drop_table('inbox')
     op.drop_table('idempotency_keys')
+    op.drop_table('bip_totals')
     op.drop_index('account_owners_lookup', table_name='account_owners')
     op.drop_table('account_owners')
     op.drop_index('account_classifications_lookup', table_name='account_classifications')
