@@ -109,8 +109,7 @@ class IncentivesRepository:
     async def grant_certification(
         self, partner_id: uuid.UUID, code: str, valid_from: datetime, valid_to: datetime | None, event_id: str
     ) -> None:
-        # A re-grant replaces the open interval of that code.
-        await self.close_certification(partner_id, code, valid_from)
+        # Held at t when any granted interval covers t: grants are a union, whatever order they arrive in.
         await self.session.execute(
             m.partner_certifications.insert().values(
                 partner_id=partner_id, code=code, valid_from=valid_from, valid_to=valid_to, event_id=event_id
