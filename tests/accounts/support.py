@@ -1,0 +1,95 @@
+"""Helpers for the accounts tests: partners in the real registry, the replica, the published events."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import sqlalchemy as sa
+from aiokafka import AIOKafkaConsumer
+
+from partnerhub.config import Settings
+
+ACCOUNT = {"name": "Globex Corporation", "country": "US", "industry": "manufacturing", "classification": "commercial"}
+PARTNER = {"name": "Initech Solutions", "country": "DE", "region": "EMEA", "types": ["sales"]}
+
+Tokens = Callable[..., dict[str, str]]
+
+
+async def new_account(accounts: httpx.AsyncClient, tokens: Tokens, **fields: Any) -> dict[str, Any]:
+    response = await accounts.post("/v1/accounts", json={**ACCOUNT, **fields}, headers=tokens())
+    assert response.status_code == 201, response.text
+    return dict(response.json())
+
+
+async def new_partner(registry: httpx.AsyncClient, tokens: Tokens, *moves: str) -> dict[str, Any]:
+    """A partner registered in the real registry, then moved through the given statuses."""
+    response = await registry.post("/v1/partners", json=PARTNER, headers=tokens())
+    assert response.status_code == 201, response.text
+    partner = dict(response.json())
+    for status in moves:
+        moved = await registry.post(
+            f"/v1/partners/{partner['id']}/status",
+            json={"status": status, "reason": f"test: {status}"},
+            headers=tokens(),
+        )
+        assert moved.status_code == 200, moved.text
+        partner = dict(moved.json())
+    return partner
+
+
+async def assign(
+    accounts: httpx.AsyncClient, tokens: Tokens, account_id: str, partner_id: str | None, **fields: Any
+) -> httpx.Response:
+    return await accounts.put(
+        f"/v1/accounts/{account_id}/owner", json={"partner_id": partner_id, **fields}, headers=tokens()
+    )
+
+
+async def replica(accounts: httpx.AsyncClient, partner_id: str) -> Any:
+    """The accounts service's replica row of a registry partner (None until an event or read-through)."""
+    db = accounts.app.state.ctx.db  # type: ignore[attr-defined]
+    async with db.transaction() as tx:
+        result = await tx.session.execute(
+            sa.text("SELECT status, source FROM partners WHERE id = :id"), {"id": uuid.UUID(partner_id)}
+        )
+        return result.one_or_none()
+
+
+async def run_sql(accounts: httpx.AsyncClient, statement: str, **params: Any) -> None:
+    db = accounts.app.state.ctx.db  # type: ignore[attr-defined]
+    async with db.transaction() as tx:
+        await tx.session.execute(sa.text(statement), params)
+
+
+async def published(
+    settings: Settings,
+    topic: str,
+    key: str,
+    until: Callable[[list[dict[str, Any]]], bool],
+    within: float = 30.0,
+) -> list[dict[str, Any]]:
+    """The events published under `key`, read from the topic's start until `until` holds for them."""
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        group_id=f"test-{uuid.uuid4()}",
+        auto_offset_reset="earliest",
+    )
+    await consumer.start()
+    try:
+        seen: list[dict[str, Any]] = []
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+        while not until(seen):
+            assert loop.time() < deadline, f"not published within {within}s; seen under {key}: {seen}"
+            batch = await consumer.getmany(timeout_ms=500)
+            for messages in batch.values():
+                seen += [json.loads(m.value) for m in messages if m.key == key.encode()]
+        return seen
+    finally:
+        await consumer.stop()
