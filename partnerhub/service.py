@@ -28,6 +28,7 @@ from partnerhub.relay import OutboxRelay
 
 log = logging.getLogger(__name__)
 DRAIN_QUIET_SECONDS = 1.5
+UNJOINED_GRACE_SECONDS = 15.0
 
 
 @dataclass
@@ -47,6 +48,10 @@ class ServiceContext:
         for runner in self.consumers:
             lag = await runner.lag()
             if lag:
+                return True
+            # Not joined or fetched yet: give it a moment to catch up before calling it idle (it may stay
+            # unassigned for good when a group has more members than partitions).
+            if lag is None and time.monotonic() - runner.created < UNJOINED_GRACE_SECONDS:
                 return True
         return False
 
@@ -99,6 +104,8 @@ async def _retry(start: Callable[[], Awaitable[None]], what: str, wait_seconds: 
 
 def create_service_app(spec: ServiceSpec, settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
+    if not settings.run_api and not settings.run_workers:
+        raise RuntimeError("PARTNERHUB_RUN_API and PARTNERHUB_RUN_WORKERS are both false: nothing would run")
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -109,26 +116,37 @@ def create_service_app(spec: ServiceSpec, settings: Settings | None = None) -> F
         app.state.ctx = ctx
         await _retry(lambda: ensure_topics(bootstrap(settings), all_topics()), "the Kafka broker", 60)
         await _retry(producer.start, "the Kafka producer", 60)
-        ctx.relay = OutboxRelay(spec.name, settings.database_url(spec.name), producer, settings)
-        ctx.consumers = [
-            ConsumerRunner(spec.name, sub.topic, db, producer, settings, [sub])
-            for sub in spec.subscriptions(ctx)
-        ]
-        ctx.tasks = [asyncio.create_task(ctx.relay.run(), name=f"{spec.name}-relay")]
-        ctx.tasks += [asyncio.create_task(r.run(), name=r.group_id) for r in ctx.consumers]
-        ctx.tasks += [asyncio.create_task(job) for job in spec.background(ctx)]
-        log.info("service started", extra={"fields": {"service": spec.name}})
+        background: list[asyncio.Task[Any]] = []
+        if settings.run_workers:
+            ctx.relay = OutboxRelay(spec.name, settings.database_url(spec.name), producer, settings)
+            ctx.consumers = [
+                ConsumerRunner(spec.name, sub.topic, db, producer, settings, [sub])
+                for sub in spec.subscriptions(ctx)
+            ]
+            ctx.tasks = [asyncio.create_task(ctx.relay.run(), name=f"{spec.name}-relay")]
+            ctx.tasks += [asyncio.create_task(r.run(), name=r.group_id) for r in ctx.consumers]
+            background = [asyncio.create_task(job) for job in spec.background(ctx)]
+            ctx.tasks += background
+        log.info(
+            "service started",
+            extra={"fields": {"service": spec.name, "api": settings.run_api, "workers": settings.run_workers}},
+        )
         try:
             yield
         finally:
             await ctx.drain()
+            # Periodic sweeps loop until cancelled; a sweep cut short rolls back and runs again next start.
+            for task in background:
+                task.cancel()
             for runner in ctx.consumers:
                 runner.stop()
-            ctx.relay.stop()
-            _done, pending = await asyncio.wait(ctx.tasks, timeout=10)
-            for task in pending:
-                task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
+            if ctx.relay is not None:
+                ctx.relay.stop()
+            if ctx.tasks:
+                _done, pending = await asyncio.wait(ctx.tasks, timeout=10)
+                for task in pending:
+                    task.cancel()
+                await asyncio.gather(*pending, return_exceptions=True)
             await producer.stop()
             await ctx.http.aclose()
             await db.dispose()
@@ -194,6 +212,7 @@ def create_service_app(spec: ServiceSpec, settings: Settings | None = None) -> F
     async def metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
-    for router in spec.routers:
-        app.include_router(router, prefix="/v1")
+    if settings.run_api:
+        for router in spec.routers:
+            app.include_router(router, prefix="/v1")
     return app
