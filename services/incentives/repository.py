@@ -304,7 +304,9 @@ class IncentivesRepository:
         await raw.driver_connection.copy_records_to_table(  # type: ignore[union-attr]
             "new_items", records=records, columns=NEW_ITEMS_COLUMNS
         )
-        await self.session.execute(sa.text("ANALYZE new_items"))
+        if len(records) > 1000:
+            # Planner statistics matter for large recalculations, not for one sale's pricing.
+            await self.session.execute(sa.text("ANALYZE new_items"))
         params = {"cause": cause, "run_id": run_id, "closed": closed_through or "", "first_open": first_open or ""}
         first_time = {
             row.sale_id
