@@ -43,8 +43,15 @@ class Subscription:
     handlers: dict[str, Handler]
 
 
+# Serialization failure, deadlock, lock timeout, admin shutdown, cannot connect now: try again.
+TRANSIENT_SQLSTATES = frozenset({"40001", "40P01", "55P03", "57P01", "57P03"})
+
+
 def _is_transient(exc: BaseException) -> bool:
     if isinstance(exc, OperationalError | InterfaceError | OSError | ConnectionError | TimeoutError):
+        return True
+    original = getattr(exc, "orig", None)
+    if (getattr(original, "sqlstate", None) or getattr(original, "pgcode", None)) in TRANSIENT_SQLSTATES:
         return True
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True
@@ -157,10 +164,11 @@ class ConsumerRunner:
         if handler is None:
             EVENTS_CONSUMED.labels(self.service, topic, "ignored").inc()
             return
-        set_traceparent(event.traceparent or _header(message, "traceparent"))
+        traceparent = event.traceparent or _header(message, "traceparent")
         attempts = 0
         while True:
             attempts += 1
+            set_traceparent(traceparent)
             try:
                 applied = await self._apply(message, event, handler)
                 EVENTS_CONSUMED.labels(self.service, topic, "applied" if applied else "duplicate").inc()
@@ -175,7 +183,10 @@ class ConsumerRunner:
                 raise
             except Exception as exc:
                 if _is_transient(exc):
-                    log.warning("database unavailable; retrying event", extra={"fields": {"event_id": event.id}})
+                    log.warning(
+                        "transient database failure; retrying event",
+                        extra={"fields": {"event_id": event.id, "error": repr(exc)}},
+                    )
                     await asyncio.sleep(min(0.2 * 2**attempts, 5.0))
                     continue
                 log.exception("event handler failed", extra={"fields": {"event_id": event.id, "type": event.type}})
