@@ -1,14 +1,15 @@
-"""Accounts routes (CONTRACT §4)."""
+"""Accounts and customer preregistration routes (CONTRACT §4)."""
 
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
-from partnerhub.auth import Admin, Anyone
+from partnerhub.auth import Admin, AdminOrPartner, Anyone, Principal, Role, require
+from partnerhub.db import Transaction
 from partnerhub.http import (
     Cursor,
     IdempotencyKey,
@@ -22,8 +23,17 @@ from partnerhub.http import (
 )
 from partnerhub.service import Ctx
 from services.accounts import usecases
-from services.accounts.domain import Classification
-from services.accounts.schemas import Account, AccountIn, ClassificationIn, HistoryEntry, OwnerIn
+from services.accounts.domain import Classification, Decision, RegistrationStatus
+from services.accounts.schemas import (
+    Account,
+    AccountIn,
+    ClassificationIn,
+    DecisionIn,
+    HistoryEntry,
+    OwnerIn,
+    Registration,
+    RegistrationIn,
+)
 
 router = APIRouter(prefix="/accounts", tags=["accounts"])
 
@@ -41,7 +51,7 @@ def _account(row: dict[str, Any]) -> Account:
 async def create_account(
     body: AccountIn, request: Request, ctx: Ctx, principal: Admin, idempotency_key: IdempotencyKey = None
 ) -> JSONResponse:
-    async def operation(tx):  # type: ignore[no-untyped-def]
+    async def operation(tx: Transaction) -> tuple[Any, int | None]:
         account, version = await usecases.create_account(tx, principal, body)
         return _account(account), version
 
@@ -137,3 +147,116 @@ async def account_history(account_id: uuid.UUID, ctx: Ctx, principal: Anyone) ->
     async with ctx.db.transaction() as tx:
         entries = await usecases.account_history(tx, principal, account_id)
     return [HistoryEntry.model_validate(e) for e in entries]
+
+
+registrations_router = APIRouter(prefix="/registrations", tags=["registrations"])
+Partner = Annotated[Principal, Depends(require(Role.PARTNER))]
+REGISTRATION_NOT_FOUND: Responses = {
+    404: {"description": "No such registration, or another partner's (partner token)", **PROBLEM}
+}
+
+
+def _registration(row: dict[str, Any]) -> Registration:
+    return Registration.model_validate(row)
+
+
+@registrations_router.post(
+    "",
+    status_code=201,
+    response_model=Registration,
+    summary="Preregister a customer for the calling partner: pending for 15 days",
+    responses={
+        409: {
+            "description": (
+                "The account is owned, strategic, or preregistered (pending) by a partner; the partner already "
+                "holds 100 pending, or is suspended or terminated; `reason` names which"
+            ),
+            **PROBLEM,
+        },
+        422: {"description": "Neither or both of account_id and prospect, or an unknown account", **PROBLEM},
+    },
+)
+async def preregister(
+    body: RegistrationIn, request: Request, ctx: Ctx, principal: Partner, idempotency_key: IdempotencyKey = None
+) -> JSONResponse:
+    async def operation(tx: Transaction) -> tuple[Any, int | None]:
+        registration, version = await usecases.preregister(tx, principal, body)
+        return _registration(registration), version
+
+    # The caller's partner is part of the request: one partner's key never replays another's registration.
+    payload = {"partner_id": str(principal.partner_id), **body.model_dump(mode="json")}
+    return await idempotent(ctx.db, request, idempotency_key, payload, operation)
+
+
+@registrations_router.get(
+    "",
+    response_model=Page[Registration],
+    summary="List registrations, oldest first (a partner token lists its own)",
+    responses={403: {"description": "A partner token naming another partner", **PROBLEM}},
+)
+async def list_registrations(
+    ctx: Ctx,
+    principal: AdminOrPartner,
+    partner_id: uuid.UUID | None = None,
+    status: RegistrationStatus | None = None,
+    account_id: uuid.UUID | None = None,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> Page[Registration]:
+    async with ctx.db.transaction() as tx:
+        rows = await usecases.list_registrations(
+            tx, principal, partner_id=partner_id, status=status, account_id=account_id,
+            after=decode_cursor(cursor), limit=limit + 1,
+        )
+    more = len(rows) > limit
+    rows = rows[:limit]
+    last = rows[-1] if rows else None
+    return Page[Registration](
+        items=[_registration(r) for r in rows],
+        next_cursor=encode_cursor(last["created_at"].isoformat(), str(last["id"])) if more and last else None,
+    )
+
+
+@registrations_router.get(
+    "/{registration_id}", response_model=Registration, summary="Get a registration", responses=REGISTRATION_NOT_FOUND
+)
+async def get_registration(registration_id: uuid.UUID, ctx: Ctx, principal: AdminOrPartner) -> JSONResponse:
+    async with ctx.db.transaction() as tx:
+        registration = await usecases.get_registration(tx, principal, registration_id)
+    return json_response(_registration(registration), etag_version=registration["version"])
+
+
+@registrations_router.post(
+    "/{registration_id}/decision",
+    response_model=Registration,
+    summary="Approve (the partner owns the account from now) or reject a pending registration",
+    responses={
+        **REGISTRATION_NOT_FOUND,
+        **STALE,
+        409: {"description": "Not pending (decided or expired), or the account is now owned or strategic", **PROBLEM},
+        422: {"description": "Approving for a partner that is no longer active", **PROBLEM},
+        503: {"description": "The partner was not in the replica and the registry did not answer", **PROBLEM},
+    },
+)
+async def decide_registration(
+    registration_id: uuid.UUID,
+    body: DecisionIn,
+    request: Request,
+    ctx: Ctx,
+    principal: Admin,
+    if_match: IfMatch = None,
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
+    async with ctx.db.transaction() as tx:
+        partner_id = await usecases.registration_partner(tx, principal, registration_id)
+    registry = None
+    if body.decision is Decision.APPROVE:
+        registry = await usecases.ask_registry_about_owner(ctx, partner_id)
+
+    async def operation(tx: Transaction) -> tuple[Any, int | None]:
+        registration, version = await usecases.decide_registration(
+            tx, principal, registration_id, partner_id, body, if_match, registry
+        )
+        return _registration(registration), version
+
+    return await idempotent(ctx.db, request, idempotency_key, body, operation, status_code=200)

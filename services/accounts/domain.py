@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Generic, TypeVar
 
@@ -33,6 +33,7 @@ class Cause(StrEnum):
     ASSIGNED = "assigned"
     RELEASED = "released"
     PARTNER_TERMINATED = "partner_terminated"
+    REGISTRATION_APPROVED = "registration_approved"
 
 
 @dataclass(frozen=True)
@@ -82,3 +83,79 @@ def check_may_own(partner_id: object, status: PartnerStatus | None) -> None:
         raise OwnerRefused(f"partner {partner_id} is unknown to the registry")
     if status is not PartnerStatus.ACTIVE:
         raise OwnerRefused(f"partner {partner_id} is {status.value}; only an active partner may own accounts")
+
+
+# --- customer preregistration ----------------------------------------------------------------------
+REGISTRATION_VALIDITY = timedelta(days=15)
+MAX_PENDING_REGISTRATIONS = 100
+
+
+class RegistrationStatus(StrEnum):
+    PENDING = "pending"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    EXPIRED = "expired"
+
+
+class Decision(StrEnum):
+    APPROVE = "approve"
+    REJECT = "reject"
+
+
+DECIDED_AS = {Decision.APPROVE: RegistrationStatus.APPROVED, Decision.REJECT: RegistrationStatus.REJECTED}
+
+
+class RegistrationRefused(Exception):
+    """The account cannot be preregistered (or the registration approved); `code` names the reason."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def registration_status(stored: RegistrationStatus, expires_at: datetime, now: datetime) -> RegistrationStatus:
+    """A pending registration lapses at expires_at, whether or not the sweep has marked it yet."""
+    if stored is RegistrationStatus.PENDING and expires_at <= now:
+        return RegistrationStatus.EXPIRED
+    return stored
+
+
+def check_may_preregister(partner_status: PartnerStatus | None) -> None:
+    """A suspended or terminated partner claims no new customers (one not replicated yet is not refused)."""
+    if partner_status in (PartnerStatus.SUSPENDED, PartnerStatus.TERMINATED):
+        assert partner_status is not None
+        raise RegistrationRefused("partner_inactive", f"the partner is {partner_status.value}")
+
+
+def check_account_claimable(
+    partner_id: object, classification: Classification, owner: object | None
+) -> None:
+    """An owned or strategic (vendor-led) account is not open to a partner's claim."""
+    if owner is not None and owner == partner_id:
+        raise RegistrationRefused("owned", "the account is already owned by this partner")
+    if owner is not None:
+        raise RegistrationRefused("owned", "the account is owned by another partner")
+    if classification is Classification.STRATEGIC:
+        raise RegistrationRefused("strategic", "the account is strategic (vendor-led); partners cannot claim it")
+
+
+def check_may_preregister_account(
+    partner_id: object,
+    classification: Classification,
+    owner: object | None,
+    pending_holder: object | None,
+    pending_of_partner: int,
+) -> None:
+    check_account_claimable(partner_id, classification, owner)
+    if pending_holder is not None and pending_holder == partner_id:
+        raise RegistrationRefused("preregistered", "this partner already has a pending registration of the account")
+    if pending_holder is not None:
+        raise RegistrationRefused("preregistered", "the account is preregistered (pending) by another partner")
+    check_pending_limit(pending_of_partner)
+
+
+def check_pending_limit(pending_of_partner: int) -> None:
+    if pending_of_partner >= MAX_PENDING_REGISTRATIONS:
+        raise RegistrationRefused(
+            "limit", f"the partner already holds {MAX_PENDING_REGISTRATIONS} pending registrations, the most allowed"
+        )

@@ -1,4 +1,4 @@
-"""Event handlers: the registry's partners, replicated to validate owners; a termination releases accounts."""
+"""Event handlers: registry partners, replicated to validate owners; a termination releases accounts and claims."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ async def on_partner_status_changed(tx: Transaction, event: CloudEvent) -> None:
     await usecases.replicate_partner(tx, change, event.id)
     if change.to is PartnerStatus.TERMINATED:
         await usecases.release_accounts_of_terminated_partner(tx, change.id, change.changed_at, event.source)
+        await usecases.reject_registrations_of_terminated_partner(tx, change.id, event.source)
 
 
 PARTNER_HANDLERS: dict[str, Handler] = {

@@ -67,3 +67,35 @@ partners = sa.Table(
     sa.Column("source", sa.Text, nullable=False),
     sa.Column("replicated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
 )
+
+# Customer preregistrations: a partner's claim on an account, pending an admin's decision for 15 days.
+# At most one pending per account, enforced here (not only in code): two partners racing for one account
+# cannot both hold a pending claim. A pending one past expires_at reads as expired until the sweep marks it.
+registrations = sa.Table(
+    "registrations",
+    metadata,
+    sa.Column("id", UUID(as_uuid=True), primary_key=True),
+    sa.Column("partner_id", UUID(as_uuid=True), nullable=False),
+    sa.Column("account_id", UUID(as_uuid=True), sa.ForeignKey("accounts.id"), nullable=False),
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("prospect", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("created_by", sa.Text, nullable=False),
+    sa.Column("decided_at", sa.DateTime(timezone=True)),
+    sa.Column("decided_by", sa.Text),
+    sa.Column("reason", sa.Text),
+    sa.Column("version", sa.Integer, nullable=False, server_default="1"),
+    sa.CheckConstraint(
+        "status IN ('pending', 'approved', 'rejected', 'expired')", name="registrations_status_known"
+    ),
+    sa.Index(
+        "registrations_one_pending_per_account",
+        "account_id",
+        unique=True,
+        postgresql_where=sa.text("status = 'pending'"),
+    ),
+    sa.Index("registrations_partner", "partner_id", "status"),
+    sa.Index("registrations_created", "created_at", "id"),
+    sa.Index("registrations_pending_expiry", "expires_at", postgresql_where=sa.text("status = 'pending'")),
+)

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.accounts.models import account_classifications, account_owners, accounts, partners
+from services.accounts.models import account_classifications, account_owners, accounts, partners, registrations
 
 # The replica's `source` of a partner state that came by event: "event <event id>".
 EVENT_SOURCE = "event "
@@ -206,3 +206,111 @@ class AccountRepository:
                 where=sa.or_(both_events, statement.excluded.updated_at >= partners.c.updated_at),
             )
         )
+
+
+PENDING = "pending"
+LAPSED = sa.and_(registrations.c.status == PENDING, registrations.c.expires_at <= sa.func.now())
+OPEN = sa.and_(registrations.c.status == PENDING, registrations.c.expires_at > sa.func.now())
+# What a registration's status is now: a pending one past its expiry reads as expired before the sweep marks it.
+STATUS_NOW = sa.case((LAPSED, "expired"), else_=registrations.c.status)
+
+
+def _status_is(status: str) -> sa.ColumnElement[bool]:
+    if status == PENDING:
+        return OPEN
+    if status == "expired":
+        return sa.or_(registrations.c.status == "expired", LAPSED)
+    return registrations.c.status == status
+
+
+class RegistrationRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def lock_partner(self, partner_id: uuid.UUID) -> None:
+        """Serialises one partner's preregistrations, so its count of pending ones stays within the limit."""
+        await self.session.execute(
+            sa.text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
+            {"key": f"accounts:registrations:{partner_id}"},
+        )
+
+    async def add(self, row: dict[str, Any]) -> None:
+        await self.session.execute(registrations.insert().values(**row))
+
+    async def get(self, registration_id: uuid.UUID) -> dict[str, Any] | None:
+        columns = [c for c in registrations.c if c.name != "status"]
+        query = sa.select(*columns, STATUS_NOW.label("status")).where(registrations.c.id == registration_id)
+        row = (await self.session.execute(query)).one_or_none()
+        return dict(row._mapping) if row else None
+
+    async def lock(self, registration_id: uuid.UUID) -> Any:
+        query = (
+            sa.select(registrations, sa.func.now().label("now"))
+            .where(registrations.c.id == registration_id)
+            .with_for_update()
+        )
+        return (await self.session.execute(query)).one_or_none()
+
+    async def lapse_pending_of_account(self, account_id: uuid.UUID) -> None:
+        """Marks the account's lapsed pending registration expired, so the one-pending index admits a new one."""
+        await self.session.execute(
+            registrations.update().where(registrations.c.account_id == account_id, LAPSED).values(status="expired")
+        )
+
+    async def pending_holder(self, account_id: uuid.UUID) -> uuid.UUID | None:
+        query = sa.select(registrations.c.partner_id).where(registrations.c.account_id == account_id, OPEN)
+        return (await self.session.execute(query)).scalar()
+
+    async def pending_count(self, partner_id: uuid.UUID) -> int:
+        query = sa.select(sa.func.count()).where(registrations.c.partner_id == partner_id, OPEN)
+        return int((await self.session.execute(query)).scalar_one())
+
+    async def decide(
+        self, registration_id: uuid.UUID, status: str, decided_by: str, reason: str | None
+    ) -> None:
+        await self.session.execute(
+            registrations.update()
+            .where(registrations.c.id == registration_id)
+            .values(
+                status=status, decided_at=sa.func.now(), decided_by=decided_by, reason=reason,
+                version=registrations.c.version + 1,
+            )
+        )
+
+    async def reject_pending_of(self, partner_id: uuid.UUID, decided_by: str, reason: str) -> int:
+        result = await self.session.execute(
+            registrations.update()
+            .where(registrations.c.partner_id == partner_id, OPEN)
+            .values(
+                status="rejected", decided_at=sa.func.now(), decided_by=decided_by, reason=reason,
+                version=registrations.c.version + 1,
+            )
+        )
+        return int(result.rowcount)  # type: ignore[attr-defined]
+
+    async def expire_lapsed(self) -> int:
+        # The version stays: the registration already read as expired, so its representation does not change.
+        result = await self.session.execute(registrations.update().where(LAPSED).values(status="expired"))
+        return int(result.rowcount)  # type: ignore[attr-defined]
+
+    async def page(
+        self,
+        *,
+        partner_id: uuid.UUID | None,
+        status: str | None,
+        account_id: uuid.UUID | None,
+        after: tuple[datetime, uuid.UUID] | None,
+        limit: int,
+    ) -> list[dict[str, Any]]:
+        columns = [c for c in registrations.c if c.name != "status"]
+        query = sa.select(*columns, STATUS_NOW.label("status"))
+        if partner_id is not None:
+            query = query.where(registrations.c.partner_id == partner_id)
+        if account_id is not None:
+            query = query.where(registrations.c.account_id == account_id)
+        if status is not None:
+            query = query.where(_status_is(status))
+        if after:
+            query = query.where(sa.tuple_(registrations.c.created_at, registrations.c.id) > sa.tuple_(*after))
+        query = query.order_by(registrations.c.created_at, registrations.c.id).limit(limit)
+        return [dict(r._mapping) for r in (await self.session.execute(query)).all()]

@@ -6,10 +6,10 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from partnerhub.timeutil import BEGINNING, isoformat, to_utc
-from services.accounts.domain import Classification, PartnerStatus
+from services.accounts.domain import Classification, Decision, PartnerStatus, RegistrationStatus
 
 
 def _not_before_beginning(value: datetime) -> datetime:
@@ -69,6 +69,43 @@ class HistoryEntry(BaseModel):
     actor: str
     reason: str | None
     event_id: str
+
+
+class ProspectIn(Strict):
+    name: str = Field(min_length=1, max_length=200)
+    country: str = Field(pattern=r"^[A-Z]{2}$", description="ISO 3166-1 alpha-2")
+    industry: str = Field(min_length=1, max_length=100)
+
+
+class RegistrationIn(Strict):
+    """An existing account by id, or a prospect that becomes an unowned commercial account at once."""
+
+    account_id: uuid.UUID | None = None
+    prospect: ProspectIn | None = None
+
+    @model_validator(mode="after")
+    def one_of(self) -> RegistrationIn:
+        if (self.account_id is None) == (self.prospect is None):
+            raise ValueError("give either account_id or prospect, not both and not neither")
+        return self
+
+
+class DecisionIn(Strict):
+    decision: Decision
+    reason: str | None = Field(default=None, max_length=1000)
+
+
+class Registration(BaseModel):
+    id: uuid.UUID
+    partner_id: uuid.UUID
+    account_id: uuid.UUID
+    status: RegistrationStatus
+    expires_at: datetime
+    created_at: datetime
+    prospect: bool = Field(description="the account was created from a prospect by this registration")
+    decided_at: datetime | None
+    decided_by: str | None
+    reason: str | None = Field(description="the decision's reason")
 
 
 class PartnerData(BaseModel):

@@ -13,24 +13,35 @@ from typing import Any
 
 import httpx
 from fastapi.encoders import jsonable_encoder
+from sqlalchemy.exc import IntegrityError
 
 from partnerhub.auth import Principal, Role, issue_token
 from partnerhub.db import Transaction
 from partnerhub.events import OutgoingEvent
 from partnerhub.http import check_if_match
-from partnerhub.problems import Problem, conflict, not_found, unprocessable
+from partnerhub.problems import Problem, conflict, illegal_move, not_found, unprocessable
 from partnerhub.service import ServiceContext
 from partnerhub.timeutil import BEGINNING, isoformat, utcnow
 from services.accounts import domain
-from services.accounts.domain import Cause, Entry, PartnerStatus
-from services.accounts.repository import EVENT_SOURCE, AccountRepository
-from services.accounts.schemas import Account, AccountIn, ClassificationIn, OwnerIn, PartnerData
+from services.accounts.domain import Cause, Classification, Entry, PartnerStatus
+from services.accounts.repository import EVENT_SOURCE, AccountRepository, RegistrationRepository
+from services.accounts.schemas import (
+    Account,
+    AccountIn,
+    ClassificationIn,
+    DecisionIn,
+    OwnerIn,
+    PartnerData,
+    RegistrationIn,
+)
 
 TOPIC = "accounts.accounts"
 SERVICE_SUBJECT = "accounts-service"
 READ_THROUGH = "registry read-through"
 # What a partner token sees in an account's history instead of another partner's id.
 ANOTHER_PARTNER = "another-partner"
+PROSPECT_REASON = "a partner preregistered it as a prospect"
+TERMINATED_REASON = "the partner was terminated"
 
 
 def _event(type_: str, account: dict[str, Any], event_id: str, **change: Any) -> OutgoingEvent:
@@ -60,6 +71,14 @@ async def _locked(repo: AccountRepository, account_id: uuid.UUID, if_match: str 
 async def create_account(
     tx: Transaction, principal: Principal, command: AccountIn
 ) -> tuple[dict[str, Any], int]:
+    account = await _add_account(tx, principal, command)
+    return account, account["version"]
+
+
+async def _add_account(
+    tx: Transaction, principal: Principal, command: AccountIn, reason: str | None = None
+) -> dict[str, Any]:
+    """A new, unowned account, published as account.created."""
     repo = AccountRepository(tx.session)
     account_id = uuid.uuid4()
     event_id = _new_event_id()
@@ -76,12 +95,12 @@ async def create_account(
     )
     # The state an account is created with holds for all time before its first change.
     origin = {"account_id": account_id, "effective_from": BEGINNING, "cause": Cause.CREATED.value,
-              "actor": principal.sub, "event_id": event_id}
+              "actor": principal.sub, "event_id": event_id, "reason": reason}
     await repo.add_classification(classification=command.classification.value, **origin)
     await repo.add_owners([{"partner_id": None, **origin}])
     account = await _fresh(repo, account_id)
     tx.emit(_event("account.created", account, event_id))
-    return account, account["version"]
+    return account
 
 
 async def get_account(tx: Transaction, principal: Principal, account_id: uuid.UUID) -> dict[str, Any]:
@@ -171,14 +190,14 @@ def _owner_not_validated(why: str) -> Problem:
 
 
 async def ask_registry_about_owner(ctx: ServiceContext, partner_id: uuid.UUID) -> RegistryAnswer | None:
-    """Asks the registry once when the replica does not know the partner or knows it only as pending.
+    """Asks the registry once when the replica does not know the partner or knows it only as pending or suspended.
 
-    Registry events may not have arrived yet, and a partner activated a moment ago must not be refused.
-    None means the replica is enough to decide.
+    Registry events may not have arrived yet, and a partner activated (or reactivated) a moment ago must not be
+    refused. None means the replica is enough to decide: it says active, or terminated, which is final.
     """
     async with ctx.db.transaction() as tx:
         replica = await AccountRepository(tx.session).partner(partner_id)
-    if replica is not None and replica.status != PartnerStatus.PENDING:
+    if replica is not None and replica.status in (PartnerStatus.ACTIVE, PartnerStatus.TERMINATED):
         return None
     url = f"{ctx.settings.service_url('registry').rstrip('/')}/v1/partners/{partner_id}"
     token = issue_token(ctx.settings, Role.SYSTEM, SERVICE_SUBJECT)
@@ -208,21 +227,10 @@ async def change_owner(
 ) -> tuple[dict[str, Any], int]:
     repo = AccountRepository(tx.session)
     new_owner = command.partner_id
-    status: PartnerStatus | None = None
-    if new_owner is not None:
-        if registry is not None and registry.partner is not None:
-            await _replicate(repo, registry.partner, READ_THROUGH)
-        # The partner's row before the account's, the order its termination locks them in.
-        replica = await repo.partner(new_owner, lock=True)
-        registry_does_not_know_it = registry is not None and registry.partner is None
-        if replica is not None and not registry_does_not_know_it:
-            status = PartnerStatus(replica.status)
+    status = await _lock_owner_status(repo, new_owner, registry) if new_owner is not None else None
     await _locked(repo, account_id, if_match)
     if new_owner is not None:
-        try:
-            domain.check_may_own(new_owner, status)
-        except domain.OwnerRefused as exc:
-            raise unprocessable(str(exc), ["body", "partner_id"]) from exc
+        _check_may_own(new_owner, status, ["body", "partner_id"])
     effective_from = command.effective_from or utcnow()
     timeline = [Entry(r.partner_id, r.effective_from, r.id) for r in await repo.owner_timeline(account_id)]
     in_force = domain.value_at(timeline, effective_from)
@@ -257,6 +265,30 @@ async def change_owner(
     }
     tx.emit(_event("account.ownership_changed", account, event_id, **change))
     return account, account["version"]
+
+
+async def _lock_owner_status(
+    repo: AccountRepository, partner_id: uuid.UUID, registry: RegistryAnswer | None
+) -> PartnerStatus | None:
+    """The would-be owner's status, from the registry's own answer if it was asked, else from the replica.
+
+    Locks the partner's replica row (shared) before any account, the order its termination locks them in:
+    assignments to one partner run side by side, but not beside its termination.
+    """
+    if registry is not None and registry.partner is not None:
+        await _replicate(repo, registry.partner, READ_THROUGH)
+    replica = await repo.partner(partner_id, lock=True)
+    registry_does_not_know_it = registry is not None and registry.partner is None
+    if replica is None or registry_does_not_know_it:
+        return None
+    return PartnerStatus(replica.status)
+
+
+def _check_may_own(partner_id: uuid.UUID, status: PartnerStatus | None, loc: list[str | int]) -> None:
+    try:
+        domain.check_may_own(partner_id, status)
+    except domain.OwnerRefused as exc:
+        raise unprocessable(str(exc), loc) from exc
 
 
 async def account_history(
@@ -361,3 +393,187 @@ def _since(after: list[Any] | None) -> tuple[datetime, uuid.UUID] | None:
         return datetime.fromisoformat(str(after[0])), uuid.UUID(str(after[1]))
     except (ValueError, IndexError) as exc:
         raise Problem(422, detail="the cursor is not one this service issued") from exc
+
+
+# --- customer preregistration ------------------------------------------------------------------------
+def _refused(exc: domain.RegistrationRefused) -> Problem:
+    return conflict(str(exc), reason=exc.code)
+
+
+async def preregister(
+    tx: Transaction, principal: Principal, command: RegistrationIn
+) -> tuple[dict[str, Any], int]:
+    """A partner claims an account (or a prospect, which becomes an unowned commercial account) for 15 days.
+
+    Locks: the partner's preregistrations (advisory), its replica row (shared, like an owner assignment),
+    then the account's row, so two partners claiming one account at once queue and the second finds the
+    first's claim. The partial unique index on pending registrations holds the line should that ever fail.
+    """
+    assert principal.partner_id is not None
+    partner_id = principal.partner_id
+    repo = AccountRepository(tx.session)
+    registrations = RegistrationRepository(tx.session)
+    await registrations.lock_partner(partner_id)
+    replica = await repo.partner(partner_id, lock=True)
+    try:
+        domain.check_may_preregister(PartnerStatus(replica.status) if replica is not None else None)
+        if command.prospect is not None:
+            domain.check_pending_limit(await registrations.pending_count(partner_id))
+            prospect = AccountIn(**command.prospect.model_dump(), classification=Classification.COMMERCIAL)
+            account_id = (await _add_account(tx, principal, prospect, PROSPECT_REASON))["id"]
+        else:
+            assert command.account_id is not None
+            account_id = command.account_id
+            await registrations.lapse_pending_of_account(account_id)
+            if await repo.lock(account_id) is None:
+                raise unprocessable(f"account {account_id} does not exist", ["body", "account_id"])
+            account = await _fresh(repo, account_id)
+            domain.check_may_preregister_account(
+                partner_id,
+                domain.Classification(account["classification"]),
+                account["owner_partner_id"],
+                await registrations.pending_holder(account_id),
+                await registrations.pending_count(partner_id),
+            )
+    except domain.RegistrationRefused as exc:
+        raise _refused(exc) from exc
+    registration_id = uuid.uuid4()
+    now = utcnow()
+    try:
+        await registrations.add(
+            {
+                "id": registration_id,
+                "partner_id": partner_id,
+                "account_id": account_id,
+                "status": domain.RegistrationStatus.PENDING.value,
+                "prospect": command.prospect is not None,
+                "created_at": now,
+                "expires_at": now + domain.REGISTRATION_VALIDITY,
+                "created_by": principal.sub,
+            }
+        )
+    except IntegrityError as exc:
+        raise conflict("the account is preregistered (pending) by another partner", reason="preregistered") from exc
+    registration = await registrations.get(registration_id)
+    assert registration is not None
+    return registration, registration["version"]
+
+
+async def registration_partner(tx: Transaction, principal: Principal, registration_id: uuid.UUID) -> uuid.UUID:
+    """Whose registration this is (404 for none, and for another partner's to a partner token)."""
+    return uuid.UUID(str((await get_registration(tx, principal, registration_id))["partner_id"]))
+
+
+async def get_registration(tx: Transaction, principal: Principal, registration_id: uuid.UUID) -> dict[str, Any]:
+    registration = await RegistrationRepository(tx.session).get(registration_id)
+    if registration is None or not principal.may_see_partner(registration["partner_id"]):
+        raise not_found(f"registration {registration_id}")
+    return registration
+
+
+async def list_registrations(
+    tx: Transaction,
+    principal: Principal,
+    *,
+    partner_id: uuid.UUID | None,
+    status: domain.RegistrationStatus | None,
+    account_id: uuid.UUID | None,
+    after: list[Any] | None,
+    limit: int,
+) -> list[dict[str, Any]]:
+    if principal.role is Role.PARTNER:
+        if partner_id is not None and partner_id != principal.partner_id:
+            raise Problem(403, detail="a partner token lists only its own partner's registrations")
+        partner_id = principal.partner_id
+    return await RegistrationRepository(tx.session).page(
+        partner_id=partner_id,
+        status=status.value if status else None,
+        account_id=account_id,
+        after=_since(after),
+        limit=limit,
+    )
+
+
+async def decide_registration(
+    tx: Transaction,
+    principal: Principal,
+    registration_id: uuid.UUID,
+    partner_id: uuid.UUID,
+    command: DecisionIn,
+    if_match: str | None,
+    registry: RegistryAnswer | None,
+) -> tuple[dict[str, Any], int]:
+    """Approve: the partner owns the account from now (it must still be active); reject: it does not.
+
+    `partner_id` is the registration's (read before, it never changes), so the partner's replica row is
+    locked before the registration's, the order the partner's termination locks them in.
+    """
+    repo = AccountRepository(tx.session)
+    registrations = RegistrationRepository(tx.session)
+    approve = command.decision is domain.Decision.APPROVE
+    status = await _lock_owner_status(repo, partner_id, registry) if approve else None
+    row = await registrations.lock(registration_id)
+    if row is None:
+        raise not_found(f"registration {registration_id}")
+    check_if_match(if_match, row.version)
+    current = domain.registration_status(domain.RegistrationStatus(row.status), row.expires_at, row.now)
+    wanted = domain.DECIDED_AS[command.decision]
+    if current is not domain.RegistrationStatus.PENDING:
+        raise illegal_move(current.value, wanted.value, [])
+    if approve:
+        _check_may_own(partner_id, status, ["body", "decision"])
+        await _give_account_to_registrant(tx, principal, row, command)
+    await registrations.decide(registration_id, wanted.value, principal.sub, command.reason)
+    registration = await registrations.get(registration_id)
+    assert registration is not None
+    return registration, registration["version"]
+
+
+async def _give_account_to_registrant(tx: Transaction, principal: Principal, row: Any, command: DecisionIn) -> None:
+    repo = AccountRepository(tx.session)
+    await _locked(repo, row.account_id, None)
+    account = await _fresh(repo, row.account_id)
+    owner = account["owner_partner_id"]
+    if owner == row.partner_id:
+        return
+    try:
+        domain.check_account_claimable(row.partner_id, Classification(account["classification"]), owner)
+    except domain.RegistrationRefused as exc:
+        raise _refused(exc) from exc
+    effective_from = utcnow()
+    event_id = _new_event_id()
+    reason = command.reason or f"registration {row.id} approved"
+    await repo.add_owners(
+        [
+            {
+                "account_id": row.account_id,
+                "partner_id": row.partner_id,
+                "effective_from": effective_from,
+                "cause": Cause.REGISTRATION_APPROVED.value,
+                "reason": reason,
+                "actor": principal.sub,
+                "event_id": event_id,
+            }
+        ]
+    )
+    await repo.touch([row.account_id])
+    account = await _fresh(repo, row.account_id)
+    change = {
+        "from": None,
+        "to": row.partner_id,
+        "effective_from": isoformat(effective_from),
+        "cause": Cause.REGISTRATION_APPROVED.value,
+        "reason": reason,
+        "registration_id": row.id,
+    }
+    tx.emit(_event("account.ownership_changed", account, event_id, **change))
+
+
+async def reject_registrations_of_terminated_partner(tx: Transaction, partner_id: uuid.UUID, actor: str) -> int:
+    """A terminated partner's pending claims end with it, leaving those accounts open to others."""
+    return await RegistrationRepository(tx.session).reject_pending_of(partner_id, actor, TERMINATED_REASON)
+
+
+async def expire_registrations(tx: Transaction) -> int:
+    """The periodic sweep: pending registrations past expires_at become expired."""
+    return await RegistrationRepository(tx.session).expire_lapsed()

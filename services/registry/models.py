@@ -22,6 +22,7 @@ partners = sa.Table(
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("version", sa.Integer, nullable=False, server_default="1"),
     sa.Index("partners_created", "created_at", "id"),
+    sa.Index("partners_parent", "parent_partner_id"),
 )
 
 # Effective-dated tier timeline; the partner's tier is the entry in force now.
@@ -36,6 +37,7 @@ partner_tiers = sa.Table(
     sa.Index("partner_tiers_lookup", "partner_id", "effective_from", "id"),
 )
 
+# One row per (partner, code): a re-grant replaces the window; the partner's history keeps every grant.
 certifications = sa.Table(
     "certifications",
     metadata,
@@ -44,6 +46,13 @@ certifications = sa.Table(
     sa.Column("issued_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("expires_at", sa.DateTime(timezone=True)),
     sa.Column("revoked_at", sa.DateTime(timezone=True)),
+    # Set when the expiry sweep publishes partner.certification_expired, so it is published once.
+    sa.Column("expiry_announced_at", sa.DateTime(timezone=True)),
+    sa.Index(
+        "certifications_expiry_due",
+        "expires_at",
+        postgresql_where=sa.text("revoked_at IS NULL AND expiry_announced_at IS NULL AND expires_at IS NOT NULL"),
+    ),
 )
 
 partner_history = sa.Table(

@@ -9,7 +9,7 @@ from typing import Annotated
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from partnerhub.timeutil import to_utc
-from services.registry.domain import PartnerType, Status, Tier
+from services.registry.domain import CertificationState, PartnerType, Status, Tier
 
 UtcDatetime = Annotated[datetime, AfterValidator(to_utc)]
 
@@ -49,6 +49,13 @@ class CertificationIn(Strict):
     expires_at: UtcDatetime | None = None
 
 
+class ParentIn(Strict):
+    parent_partner_id: uuid.UUID | None = Field(
+        description="the distributor (an active partner of type sales), or null for none"
+    )
+    reason: str | None = Field(default=None, max_length=1000)
+
+
 class Certification(BaseModel):
     code: str
     issued_at: datetime
@@ -67,6 +74,20 @@ class Partner(BaseModel):
     certifications: list[Certification]
     created_at: datetime
     updated_at: datetime
+
+
+class CertificationRecord(Certification):
+    """A certification with where it stands now: held, scheduled (issued_at ahead), expired or revoked."""
+
+    state: CertificationState
+    revoked_at: datetime | None
+
+
+class TierEntry(BaseModel):
+    tier: Tier
+    effective_from: datetime
+    until: datetime | None = Field(description="when the next entry in effective order takes over (exclusive)")
+    recorded_at: datetime
 
 
 class HistoryEntry(BaseModel):

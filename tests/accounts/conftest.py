@@ -4,6 +4,7 @@ import httpx
 import pytest
 
 from tests.conftest import Infrastructure, running_service
+from tests.registry.support import EventLog
 
 
 @pytest.fixture(scope="session")
@@ -20,3 +21,12 @@ async def accounts(registry: httpx.AsyncClient) -> AsyncIterator[httpx.AsyncClie
         # The registry runs in this process, not on its port: its read-through reaches it over ASGI.
         ctx.http = httpx.AsyncClient(transport=httpx.ASGITransport(app=registry.app))  # type: ignore[attr-defined]
         yield client
+
+
+@pytest.fixture(scope="session")
+async def event_log(infrastructure: Infrastructure) -> AsyncIterator[EventLog]:
+    """Every message of the accounts topic and the partners' dead letters, read once for the session."""
+    log = EventLog(infrastructure.bootstrap_servers, ["accounts.accounts", "registry.partners.dlq"])
+    await log.start()
+    yield log
+    await log.stop()

@@ -1,18 +1,13 @@
-"""Helpers for the accounts tests: partners in the real registry, the replica, the published events."""
+"""Helpers for the accounts tests: partners in the real registry, accounts, the replica."""
 
 from __future__ import annotations
 
-import asyncio
-import json
 import uuid
 from collections.abc import Callable
 from typing import Any
 
 import httpx
 import sqlalchemy as sa
-from aiokafka import AIOKafkaConsumer
-
-from partnerhub.config import Settings
 
 ACCOUNT = {"name": "Globex Corporation", "country": "US", "industry": "manufacturing", "classification": "commercial"}
 PARTNER = {"name": "Initech Solutions", "country": "DE", "region": "EMEA", "types": ["sales"]}
@@ -60,36 +55,18 @@ async def replica(accounts: httpx.AsyncClient, partner_id: str) -> Any:
         return result.one_or_none()
 
 
-async def run_sql(accounts: httpx.AsyncClient, statement: str, **params: Any) -> None:
-    db = accounts.app.state.ctx.db  # type: ignore[attr-defined]
-    async with db.transaction() as tx:
-        await tx.session.execute(sa.text(statement), params)
 
 
-async def published(
-    settings: Settings,
-    topic: str,
-    key: str,
-    until: Callable[[list[dict[str, Any]]], bool],
-    within: float = 30.0,
-) -> list[dict[str, Any]]:
-    """The events published under `key`, read from the topic's start until `until` holds for them."""
-    consumer = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=settings.kafka_bootstrap_servers,
-        group_id=f"test-{uuid.uuid4()}",
-        auto_offset_reset="earliest",
+async def preregister(
+    accounts: httpx.AsyncClient, tokens: Tokens, caller: str, headers: dict[str, str] | None = None, **body: Any
+) -> httpx.Response:
+    """POST /v1/registrations with a token of the partner `caller`."""
+    return await accounts.post("/v1/registrations", json=body, headers={**tokens("partner", caller), **(headers or {})})
+
+
+async def decide(
+    accounts: httpx.AsyncClient, tokens: Tokens, registration_id: str, decision: str, **fields: Any
+) -> httpx.Response:
+    return await accounts.post(
+        f"/v1/registrations/{registration_id}/decision", json={"decision": decision, **fields}, headers=tokens()
     )
-    await consumer.start()
-    try:
-        seen: list[dict[str, Any]] = []
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + within
-        while not until(seen):
-            assert loop.time() < deadline, f"not published within {within}s; seen under {key}: {seen}"
-            batch = await consumer.getmany(timeout_ms=500)
-            for messages in batch.values():
-                seen += [json.loads(m.value) for m in messages if m.key == key.encode()]
-        return seen
-    finally:
-        await consumer.stop()

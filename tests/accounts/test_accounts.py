@@ -4,7 +4,7 @@ import asyncio
 import uuid
 from datetime import datetime
 
-from tests.accounts.support import ACCOUNT, assign, new_account, new_partner, published
+from tests.accounts.support import ACCOUNT, assign, new_account, new_partner
 
 
 def at(timestamp: str) -> datetime:
@@ -27,9 +27,9 @@ async def test_create_and_get(accounts, tokens) -> None:
         assert got.headers["etag"] == '"1"'
 
 
-async def test_account_created_is_published_with_the_full_account(accounts, tokens, settings) -> None:
+async def test_account_created_is_published_with_the_full_account(accounts, tokens, event_log) -> None:
     account = await new_account(accounts, tokens, classification="key")
-    events = await published(settings, "accounts.accounts", account["id"], lambda seen: bool(seen))
+    events = await event_log.wait_for("accounts.accounts", account["id"], lambda seen: bool(seen))
     created = events[0]
     assert created["type"] == "account.created" and created["source"] == "accounts"
     assert created["subject"] == account["id"] and created["data"] == account
@@ -148,7 +148,7 @@ async def test_bad_input_is_problem_json(accounts, tokens) -> None:
     assert missing.status_code == 404 and missing.json()["title"] == "Not Found"
 
 
-async def test_reclassify_publishes_from_to_and_effective_from(accounts, tokens, settings) -> None:
+async def test_reclassify_publishes_from_to_and_effective_from(accounts, tokens, event_log) -> None:
     account = await new_account(accounts, tokens)
     response = await accounts.put(
         f"/v1/accounts/{account['id']}/classification",
@@ -160,8 +160,8 @@ async def test_reclassify_publishes_from_to_and_effective_from(accounts, tokens,
     assert changed["classification"] == "strategic" and at(changed["updated_at"]) > at(account["updated_at"])
     assert response.headers["etag"] == '"2"'
 
-    events = await published(
-        settings, "accounts.accounts", account["id"],
+    events = await event_log.wait_for(
+        "accounts.accounts", account["id"],
         lambda seen: any(e["type"] == "account.reclassified" for e in seen),
     )
     assert [e["type"] for e in events] == ["account.created", "account.reclassified"]

@@ -5,25 +5,26 @@ import uuid
 from datetime import UTC, datetime
 
 import httpx
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 
 from partnerhub.events import dumps
 from services.accounts import usecases
 from services.accounts.repository import AccountRepository
 from services.accounts.schemas import PartnerData
-from tests.accounts.support import assign, new_account, new_partner, published, replica, run_sql
+from tests.accounts.support import assign, new_account, new_partner, replica
 from tests.conftest import eventually
+from tests.registry.support import run_sql
 
 
-async def test_an_active_partner_takes_ownership_and_it_is_published(accounts, registry, tokens, settings) -> None:
+async def test_an_active_partner_takes_ownership_and_it_is_published(accounts, registry, tokens, event_log) -> None:
     partner = await new_partner(registry, tokens, "active")
     account = await new_account(accounts, tokens)
     response = await assign(accounts, tokens, account["id"], partner["id"], effective_from="2026-02-01T00:00:00Z")
     assert response.status_code == 200, response.text
     assert response.json()["owner_partner_id"] == partner["id"]
 
-    events = await published(
-        settings, "accounts.accounts", account["id"],
+    events = await event_log.wait_for(
+        "accounts.accounts", account["id"],
         lambda seen: any(e["type"] == "account.ownership_changed" for e in seen),
     )
     change = events[-1]["data"]
@@ -112,7 +113,7 @@ async def test_an_unreachable_registry_is_503_and_the_replica_alone_still_decide
         ctx.settings, ctx.http = saved_settings, saved_http
 
 
-async def test_termination_leaves_the_partners_accounts_unowned(accounts, registry, tokens, settings) -> None:
+async def test_termination_leaves_the_partners_accounts_unowned(accounts, registry, tokens, event_log) -> None:
     partner = await new_partner(registry, tokens, "active")
     owned_now = await new_account(accounts, tokens, name="Owned now")
     owned_later = await new_account(accounts, tokens, name="Owned from 2999")
@@ -130,8 +131,8 @@ async def test_termination_leaves_the_partners_accounts_unowned(accounts, regist
         return got.json()["owner_partner_id"] is None
 
     await eventually(unowned)
-    events = await published(
-        settings, "accounts.accounts", owned_now["id"],
+    events = await event_log.wait_for(
+        "accounts.accounts", owned_now["id"],
         lambda seen: any(e["data"].get("cause") == "partner_terminated" for e in seen),
     )
     release = next(e for e in events if e["data"].get("cause") == "partner_terminated")
@@ -168,7 +169,7 @@ async def test_history_hides_other_partners_from_a_partner_token(accounts, regis
     assert first["id"] not in seen.text
 
 
-async def test_a_malformed_partner_event_goes_to_the_dead_letter_topic(accounts, tokens, settings) -> None:
+async def test_a_malformed_partner_event_goes_to_the_dead_letter_topic(accounts, tokens, settings, event_log) -> None:
     event_id = f"poison-{uuid.uuid4()}"
     partner_id = str(uuid.uuid4())
     envelope = {
@@ -182,23 +183,9 @@ async def test_a_malformed_partner_event_goes_to_the_dead_letter_topic(accounts,
     finally:
         await producer.stop()
 
-    consumer = AIOKafkaConsumer(
-        "registry.partners.dlq", bootstrap_servers=settings.kafka_bootstrap_servers,
-        group_id=f"test-{uuid.uuid4()}", auto_offset_reset="earliest",
+    message = await event_log.wait_for_message(
+        "registry.partners.dlq", lambda m: json.loads(m.value)["id"] == event_id
     )
-    await consumer.start()
-    try:
-        async def dead_lettered():  # type: ignore[no-untyped-def]
-            batch = await consumer.getmany(timeout_ms=500)
-            for messages in batch.values():
-                for message in messages:
-                    if json.loads(message.value)["id"] == event_id:
-                        return message
-            return None
-
-        message = await eventually(dead_lettered)
-    finally:
-        await consumer.stop()
     headers = dict(message.headers)
     assert headers["dlq.topic"] == b"registry.partners"
     reason = headers["dlq.reason"].decode()
