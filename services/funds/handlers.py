@@ -1,0 +1,42 @@
+"""Funds event handlers: accruals move earned balances; the registry's partners say who may request."""
+
+from __future__ import annotations
+
+from partnerhub.consumer import Handler, Rejected, Subscription
+from partnerhub.db import Transaction
+from partnerhub.events import CloudEvent
+from services.funds import usecases
+from services.funds.schemas import AccrualData, PartnerData, PartnerStatusChangedData
+
+
+async def on_accrual(tx: Transaction, event: CloudEvent) -> None:
+    """accrual.recorded and accrual.adjusted both carry the sale's whole current state."""
+    accrual = AccrualData.model_validate(event.data)
+    try:
+        await usecases.record_accrual(tx, accrual, event.id, event.type, event.time)
+    except usecases.SaleMismatch as exc:
+        raise Rejected(str(exc)) from exc
+
+
+async def on_partner_changed(tx: Transaction, event: CloudEvent) -> None:
+    partner = PartnerData.model_validate(event.data)
+    await usecases.replicate_partner(tx, partner.id, partner.status, event.id, None)
+
+
+async def on_partner_status_changed(tx: Transaction, event: CloudEvent) -> None:
+    change = PartnerStatusChangedData.model_validate(event.data)
+    await usecases.replicate_partner(tx, change.id, change.to, event.id, change.changed_at)
+
+
+def subscriptions() -> list[Subscription]:
+    # recalculation.completed also flows on incentives.accruals; its sales arrive as accrual.adjusted.
+    accruals: dict[str, Handler] = {"accrual.recorded": on_accrual, "accrual.adjusted": on_accrual}
+    partners: dict[str, Handler] = {
+        "partner.registered": on_partner_changed,
+        "partner.status_changed": on_partner_status_changed,
+        "partner.tier_changed": on_partner_changed,
+        "partner.certification_granted": on_partner_changed,
+        "partner.certification_revoked": on_partner_changed,
+        "partner.certification_expired": on_partner_changed,
+    }
+    return [Subscription("incentives.accruals", accruals), Subscription("registry.partners", partners)]
