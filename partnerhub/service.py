@@ -171,6 +171,10 @@ def create_service_app(spec: ServiceSpec, settings: Settings | None = None) -> F
             expose_headers=["ETag", "traceparent"],
         )
 
+    # Newer FastAPI hands the middleware the router's own route, whose path lacks the /v1 it is included under.
+    full_paths = {id(route): f"/v1{path}" for router in spec.routers for route in router.routes
+                  if isinstance(path := getattr(route, "path", None), str)}
+
     @app.middleware("http")
     async def trace_and_measure(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         traceparent = request.headers.get("traceparent") or new_traceparent()
@@ -178,7 +182,7 @@ def create_service_app(spec: ServiceSpec, settings: Settings | None = None) -> F
         started = time.perf_counter()
         response = await call_next(request)
         route = request.scope.get("route")
-        template = getattr(route, "path", "unmatched")
+        template = full_paths.get(id(route)) or getattr(route, "path", "unmatched")
         HTTP_LATENCY.labels(spec.name, request.method, template, str(response.status_code)).observe(
             time.perf_counter() - started
         )
