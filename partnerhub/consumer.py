@@ -7,7 +7,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
@@ -25,6 +25,8 @@ from partnerhub.metrics import CONSUMER_LAG, EVENTS_CONSUMED, EVENTS_DEAD_LETTER
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Transaction, CloudEvent], Awaitable[None]]
+# Takes a run of consecutive events of one type at once (set-based); same contract as a Handler per event.
+BatchHandler = Callable[[Transaction, list[CloudEvent]], Awaitable[None]]
 # A handler failing for reasons other than the database being away is retried this often, then dead-lettered.
 MAX_HANDLER_ATTEMPTS = 3
 
@@ -41,6 +43,7 @@ class Rejected(Exception):
 class Subscription:
     topic: str
     handlers: dict[str, Handler]
+    batch_handlers: dict[str, BatchHandler] = field(default_factory=dict)
 
 
 # Serialization failure, deadlock, lock timeout, admin shutdown, cannot connect now: try again.
@@ -81,6 +84,7 @@ class ConsumerRunner:
         self.producer = producer
         self.settings = settings
         self.handlers = {sub.topic: sub.handlers for sub in subscriptions}
+        self.batch_handlers = {sub.topic: sub.batch_handlers for sub in subscriptions}
         self.consumer: AIOKafkaConsumer | None = None
         self._stopping = asyncio.Event()
         self.started = asyncio.Event()
@@ -125,8 +129,7 @@ class ConsumerRunner:
                 while not self._stopping.is_set():
                     batches = await consumer.getmany(timeout_ms=200, max_records=self.settings.consumer_batch_size)
                     for tp, messages in batches.items():
-                        for message in messages:
-                            await self.process(message)
+                        await self.process_batch(messages)
                         await self._commit(consumer, tp, messages[-1].offset + 1)
                     await self._report_lag()
             except asyncio.CancelledError:
@@ -152,6 +155,83 @@ class ConsumerRunner:
         if lag is not None:
             for topic in self.handlers:
                 CONSUMER_LAG.labels(self.service, topic).set(lag)
+
+    async def process_batch(self, messages: list[ConsumerRecord]) -> None:
+        """One transaction for a partition's batch; on any failure, again one message at a time.
+
+        The fallback isolates a poison message (dead-lettered alone) and retries the rest.
+        """
+        if len(messages) > 1:
+            try:
+                applied = await self._apply_batch(messages)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.info("batch rolled back; applying its events one by one",
+                         extra={"fields": {"error": repr(exc), "size": len(messages)}})
+            else:
+                for message, outcome in applied:
+                    EVENTS_CONSUMED.labels(self.service, message.topic, outcome).inc()
+                return
+        for message in messages:
+            await self.process(message)
+
+    async def _apply_batch(self, messages: list[ConsumerRecord]) -> list[tuple[ConsumerRecord, str]]:
+        parsed = [(message, parse_event(message.value)) for message in messages]
+        handled = [(m, e) for m, e in parsed if e.type in self.handlers.get(m.topic, {})]
+        outcomes = {id(m): "ignored" for m, _ in parsed}
+        try:
+            async with self.db.transaction() as tx:
+                fresh = await self._record_many_in_inbox(tx, handled)
+                run: list[CloudEvent] = []
+                run_key: tuple[str, str] | None = None
+                for message, event in handled:
+                    if event.id not in fresh:
+                        outcomes[id(message)] = "duplicate"
+                        continue
+                    fresh.discard(event.id)
+                    outcomes[id(message)] = "applied"
+                    set_traceparent(event.traceparent or _header(message, "traceparent"))
+                    batch_handler = self.batch_handlers.get(message.topic, {}).get(event.type)
+                    if run and (batch_handler is None or run_key != (message.topic, event.type)):
+                        await self._run_batch(tx, run_key, run)
+                        run = []
+                    if batch_handler is None:
+                        await self.handlers[message.topic][event.type](tx, event)
+                    else:
+                        run_key = (message.topic, event.type)
+                        run.append(event)
+                if run:
+                    await self._run_batch(tx, run_key, run)
+        finally:
+            set_traceparent(None)
+        return [(m, outcomes[id(m)]) for m, _ in parsed]
+
+    async def _run_batch(self, tx: Transaction, key: tuple[str, str] | None, events: list[CloudEvent]) -> None:
+        assert key is not None
+        await self.batch_handlers[key[0]][key[1]](tx, events)
+
+    async def _record_many_in_inbox(
+        self, tx: Transaction, handled: list[tuple[ConsumerRecord, CloudEvent]]
+    ) -> set[str]:
+        if not handled:
+            return set()
+        result = await tx.session.execute(
+            sa.text(
+                'INSERT INTO inbox (consumer, event_id, topic, partition, "offset", outcome) '
+                "SELECT :consumer, e, t, p, o, 'applied' FROM unnest(CAST(:events AS text[]), "
+                "CAST(:topics AS text[]), CAST(:partitions AS int[]), CAST(:offsets AS bigint[])) AS u(e, t, p, o) "
+                "ON CONFLICT DO NOTHING RETURNING event_id"
+            ),
+            {
+                "consumer": self.group_id,
+                "events": [e.id for _, e in handled],
+                "topics": [m.topic for m, _ in handled],
+                "partitions": [m.partition for m, _ in handled],
+                "offsets": [m.offset for m, _ in handled],
+            },
+        )
+        return {row.event_id for row in result}
 
     async def process(self, message: ConsumerRecord) -> None:
         topic = message.topic

@@ -125,11 +125,11 @@ async def end_program(code: str, body: ProgramEnd, ctx: Ctx, principal: Admin) -
 
 # --- sales --------------------------------------------------------------------------------------
 @router.post("/sales", status_code=202, response_model=SaleAccepted, tags=["sales"],
-             summary="Record a sale (same as a sale.recorded event); idempotent by sale_id")
+             summary="Record a sale (same as a sale.recorded event); idempotent by sale_id; priced moments later")
 async def record_sale(body: SaleIn, ctx: Ctx, principal: System) -> JSONResponse:
     try:
         async with ctx.db.transaction() as tx:
-            outcome = await usecases.record_sale(tx, body, str(uuid.uuid4()))
+            outcome = await usecases.receive_sale(tx, body, str(uuid.uuid4()))
             sale = await IncentivesRepository(tx.session).get_sale(body.sale_id)
     except usecases.SaleConflict as exc:
         raise usecases.sale_problem(exc) from exc

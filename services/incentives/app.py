@@ -1,10 +1,34 @@
 """Incentives service wiring."""
 
+import asyncio
+import logging
+
 from fastapi import FastAPI
 
-from partnerhub.service import ServiceSpec, create_service_app
+from partnerhub.service import ServiceContext, ServiceSpec, create_service_app
+from services.incentives import usecases
 from services.incentives.api import router
 from services.incentives.handlers import subscriptions
+
+log = logging.getLogger(__name__)
+IDLE_POLL_SECONDS = 0.1
+
+
+async def price_received_sales(ctx: ServiceContext) -> None:
+    """Prices received sales in set-based batches, one replica at a time, as they arrive."""
+    while True:
+        try:
+            async with ctx.db.transaction() as tx:
+                priced = await usecases.price_received_sales(tx)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("pricing received sales failed; retrying")
+            priced = 0
+            await asyncio.sleep(1.0)
+        if priced < usecases.PRICING_BATCH:
+            await asyncio.sleep(IDLE_POLL_SECONDS)
+
 
 SPEC = ServiceSpec(
     name="incentives",
@@ -15,6 +39,7 @@ SPEC = ServiceSpec(
     ),
     routers=[router],
     subscriptions=lambda _ctx: subscriptions(),
+    background=lambda ctx: [price_received_sales(ctx)],
 )
 
 

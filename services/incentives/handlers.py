@@ -75,8 +75,15 @@ class CertificationChange(Partner):
 
 
 async def on_sale_recorded(tx: Transaction, event: CloudEvent) -> None:
+    await on_sales_recorded(tx, [event])
+
+
+async def on_sales_recorded(tx: Transaction, events: list[CloudEvent]) -> None:
+    """A run of sale.recorded events in one statement; any bad one fails the run, which is then retried
+    one event at a time so that only the bad one is dead-lettered."""
+    sales = [(SaleRecorded.model_validate(event.data), event.id) for event in events]
     try:
-        await usecases.record_sale(tx, SaleRecorded.model_validate(event.data), event.id)
+        await usecases.receive_sales(tx, sales)
     except usecases.SaleConflict as exc:
         raise Rejected(str(exc)) from exc
 
@@ -171,7 +178,7 @@ def subscriptions() -> list[Subscription]:
         "partner.certification_expired": on_certification_ended,
     }
     return [
-        Subscription("sales.recorded", sales),
+        Subscription("sales.recorded", sales, batch_handlers={"sale.recorded": on_sales_recorded}),
         Subscription("accounts.accounts", accounts),
         Subscription("registry.partners", partners),
     ]

@@ -107,6 +107,7 @@ sales = sa.Table(
     sa.Column("booked_at", TS, nullable=False),
     sa.Column("sale_period", sa.String(7), nullable=False),
     sa.Column("fingerprint", sa.Text, nullable=False),
+    # 'received' until the pricer prices it, then the sale's status (domain.SaleStatus)
     sa.Column("status", sa.Text, nullable=False),
     sa.Column("recorded_event_id", sa.Text, nullable=False),
     sa.Column("cancelled_at", TS),
@@ -116,6 +117,7 @@ sales = sa.Table(
     sa.Index("sales_partner", "partner_id", "booked_at"),
     sa.Index("sales_sku", "sku", "booked_at"),
     sa.Index("sales_booked", "booked_at"),
+    sa.Index("sales_received", "recorded_at", "sale_id", postgresql_where=sa.text("status = 'received'")),
 )
 
 # A cancellation that arrives before its sale waits here.

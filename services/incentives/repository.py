@@ -91,6 +91,30 @@ class IncentivesRepository:
     async def execute(self, statement: Any, params: Any = None) -> sa.Result[Any]:
         return await self.session.execute(statement, params)
 
+    async def try_lock(self, key: str) -> bool:
+        found = await self.session.execute(
+            sa.text("SELECT pg_try_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": key}
+        )
+        return bool(found.scalar())
+
+    async def wake_pricer(self) -> None:
+        await self.session.execute(sa.text("SELECT pg_notify('incentives_pricing', '')"))
+
+    async def received_sales(self, limit: int) -> list[Any]:
+        s = m.sales.c
+        return list((await self.session.execute(
+            sa.select(s.sale_id, s.account_id, s.partner_id, s.sku)
+            .where(s.status == "received").order_by(s.recorded_at, s.sale_id).limit(limit)
+        )).all())
+
+    async def recorded_causes(self, sale_ids: list[str]) -> dict[str, str]:
+        if not sale_ids:
+            return {}
+        rows = await self.session.execute(
+            sa.select(m.sales.c.sale_id, m.sales.c.recorded_event_id).where(m.sales.c.sale_id.in_(sale_ids))
+        )
+        return {row.sale_id: row.recorded_event_id for row in rows}
+
     async def lock(self, *keys: str, shared: bool = False) -> None:
         """Transaction-scoped advisory locks, always taken in the caller's order (programs, account, partner, sku)."""
         function = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
@@ -206,12 +230,6 @@ class IncentivesRepository:
     async def get_sale(self, sale_id: str) -> sa.Row[Any] | None:
         return (await self.session.execute(sa.select(m.sales).where(m.sales.c.sale_id == sale_id))).one_or_none()
 
-    async def add_sale(self, values: dict[str, Any]) -> bool:
-        inserted = await self.session.execute(
-            insert(m.sales).values(**values).on_conflict_do_nothing().returning(m.sales.c.sale_id)
-        )
-        return inserted.scalar() is not None
-
     async def cancel_sale(self, sale_id: str, cancelled_at: datetime, event_id: str) -> bool:
         updated = await self.session.execute(
             m.sales.update()
@@ -228,14 +246,36 @@ class IncentivesRepository:
             .on_conflict_do_nothing()
         )
 
-    async def take_pending_cancellation(self, sale_id: str) -> sa.Row[Any] | None:
-        return (
+    async def take_pending_cancellations(self, sale_ids: list[str]) -> list[Any]:
+        if not sale_ids:
+            return []
+        return list((
             await self.session.execute(
                 m.pending_cancellations.delete()
-                .where(m.pending_cancellations.c.sale_id == sale_id)
+                .where(m.pending_cancellations.c.sale_id.in_(sale_ids))
                 .returning(m.pending_cancellations)
             )
-        ).one_or_none()
+        ).all())
+
+    async def add_sales(self, rows: list[dict[str, Any]]) -> set[str]:
+        """Inserts the sales not recorded yet, in one statement; returns the ids it inserted."""
+        columns = ("sale_id", "partner_id", "account_id", "sku", "amount", "currency", "booked_at", "sale_period",
+                   "fingerprint", "status", "recorded_event_id")
+        types = ("text", "uuid", "uuid", "text", "numeric", "text", "timestamptz", "text", "text", "text", "text")
+        arrays = ", ".join(f"CAST(:{c} AS {t}[])" for c, t in zip(columns, types, strict=True))
+        result = await self.session.execute(
+            sa.text(f"INSERT INTO sales ({', '.join(columns)}) SELECT * FROM unnest({arrays}) "
+                    "ON CONFLICT (sale_id) DO NOTHING RETURNING sale_id"),
+            {c: [row[c] for row in rows] for c in columns},
+        )
+        return {row.sale_id for row in result}
+
+    async def fingerprints(self, sale_ids: list[str]) -> dict[str, tuple[str, str]]:
+        rows = await self.session.execute(
+            sa.select(m.sales.c.sale_id, m.sales.c.recorded_event_id, m.sales.c.fingerprint)
+            .where(m.sales.c.sale_id.in_(sale_ids))
+        )
+        return {row.sale_id: (row.recorded_event_id, row.fingerprint) for row in rows}
 
     # --- pricing --------------------------------------------------------------------------
     async def lock_and_load_facts(self, scope: SaleScope) -> list[SaleFacts]:
@@ -273,7 +313,7 @@ class IncentivesRepository:
         return (await self.session.execute(sa.select(m.period_close.c.closed_through))).scalar()
 
     async def write_pricings(
-        self, pricings: list[Pricing], cause: str, run_id: uuid.UUID | None, closed_through: str | None,
+        self, pricings: list[Pricing], cause: str | None, run_id: uuid.UUID | None, closed_through: str | None,
         first_open: str | None,
     ) -> tuple[set[str], set[str], list[dict[str, Any]]]:
         """Appends one ledger entry per changed (sale, program) and replaces the current items, set-based.
@@ -344,7 +384,7 @@ class IncentivesRepository:
                     SELECT s.partner_id, s.account_id, d.sale_id, nullif(d.program_code, ''), d.amount, s.currency,
                            CASE WHEN EXISTS (SELECT 1 FROM ledger l WHERE l.sale_id = d.sale_id)
                                 THEN 'adjustment' ELSE 'original' END,
-                           :cause,
+                           coalesce(CAST(:cause AS text), s.recorded_event_id),
                            CASE WHEN s.sale_period > :closed THEN s.sale_period ELSE :first_open END,
                            s.sale_period, :run_id
                     FROM diff d JOIN sales s ON s.sale_id = d.sale_id

@@ -6,6 +6,7 @@ import hashlib
 import json
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -32,6 +33,8 @@ from services.incentives.repository import LOCK_PROGRAMS, IncentivesRepository, 
 from services.incentives.schemas import ProductIn, ProgramIn, SaleIn
 
 TOPIC = "incentives.accruals"
+RECEIVED = "received"
+PRICING_BATCH = 1000
 
 
 class SaleConflict(Exception):
@@ -96,9 +99,13 @@ class RepriceResult:
 
 
 async def reprice(
-    tx: Transaction, scope: SaleScope, cause: str, trigger: Trigger | None = None
+    tx: Transaction, scope: SaleScope, cause: str | None, trigger: Trigger | None = None
 ) -> RepriceResult:
-    """Prices every sale in scope from the state as of its booked_at; each difference becomes a ledger entry."""
+    """Prices every sale in scope from the state as of its booked_at; each difference becomes a ledger entry.
+
+    The cause is the event behind the change; None when pricing received sales, whose cause is each one's own
+    sale.recorded event.
+    """
     repo = IncentivesRepository(tx.session)
     started = time.perf_counter()
     run_id = uuid.uuid4() if trigger else None
@@ -115,6 +122,7 @@ async def reprice(
     closed = await repo.closed_through()
     first_open = next_period(closed) if closed else None
     changed, first_time, delta = await repo.write_pricings(pricings, cause, run_id, closed, first_open)
+    recorded_causes = await repo.recorded_causes(list(changed - first_time)) if cause is None else {}
     if pricings and any(p.kind is ProgramKind.BIP for p in programs):
         bip_delta = await settle_bip(repo, pricings, programs, cause, run_id, closed, first_open)
         delta = _merge(delta, bip_delta)
@@ -123,7 +131,7 @@ async def reprice(
         if sale_id in first_time:
             tx.emit(accrual_event(pricing, "accrual.recorded", None))
         elif sale_id in changed:
-            tx.emit(accrual_event(pricing, "accrual.adjusted", cause))
+            tx.emit(accrual_event(pricing, "accrual.adjusted", cause or recorded_causes.get(sale_id)))
     delta_json = [{"currency": d["currency"], "amount": format_money(d["amount"])} for d in delta]
     if trigger is not None and run_id is not None:
         finished = utcnow()
@@ -156,7 +164,7 @@ def _merge(*deltas: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 async def settle_bip(
-    repo: IncentivesRepository, pricings: list[Pricing], programs: list[Program], cause: str,
+    repo: IncentivesRepository, pricings: list[Pricing], programs: list[Program], cause: str | None,
     run_id: uuid.UUID | None, closed: str | None, first_open: str | None,
 ) -> list[dict[str, Any]]:
     """Recomputes each BIP outcome the priced sales touch; a moved bonus becomes one ledger entry."""
@@ -167,6 +175,13 @@ async def settle_bip(
         for code, rate in bip_rates(p, programs)
     ])
     groups = {(p.facts.partner_id, period_of(p.facts.booked_at), p.facts.currency) for p in pricings}
+    group_causes: dict[tuple[uuid.UUID, str, str], str] = {}
+    if cause is None:
+        # Priced as received: a moved bonus is caused by the last sale of its month in this batch.
+        recorded = await repo.recorded_causes([p.facts.sale_id for p in pricings])
+        for p in sorted(pricings, key=lambda p: p.facts.sale_id):
+            group_causes[(p.facts.partner_id, period_of(p.facts.booked_at), p.facts.currency)] = recorded[
+                p.facts.sale_id]
     figures, booked = await repo.bip_figures(groups)
     now = {(r.partner_id, r.program_code, r.period, r.currency): (r.revenue, r.weighted) for r in figures}
     before = {(r.partner_id, r.program_code, r.period, r.currency): r.bonus for r in booked}
@@ -183,7 +198,8 @@ async def settle_bip(
             entries.append({
                 "partner_id": partner_id, "account_id": None, "sale_id": None, "program_code": code,
                 "amount": bonus - before.get(key, Decimal("0.00")), "currency": currency,
-                "kind": "adjustment" if key in before else "original", "cause": cause,
+                "kind": "adjustment" if key in before else "original",
+                "cause": cause or group_causes[(partner_id, month, currency)],
                 "period": month if closed is None or month > closed else first_open, "sale_period": month,
                 "run_id": run_id,
             })
@@ -237,32 +253,57 @@ def bip_explanation(row: Any) -> str:
 
 
 # --- sales ------------------------------------------------------------------------------------
-async def record_sale(tx: Transaction, sale: SaleIn, event_id: str) -> str:
-    """Records and prices a sale; the same sale again changes nothing, other content is a conflict."""
+async def receive_sale(tx: Transaction, sale: SaleIn, event_id: str) -> str:
+    return (await receive_sales(tx, [(sale, event_id)]))[0]
+
+
+async def receive_sales(tx: Transaction, sales: Sequence[tuple[SaleIn, str]]) -> list[str]:
+    """Records sales for pricing, set-based; a sale seen before changes nothing, other content is a conflict.
+
+    Pricing happens in batches (price_received_sales), so taking in a sale costs a share of a few statements.
+    Returns "received" or "duplicate" per sale.
+    """
     repo = IncentivesRepository(tx.session)
-    await repo.lock(LOCK_PROGRAMS, shared=True)
-    await repo.lock(f"account:{sale.account_id}", f"partner:{sale.partner_id}", f"sku:{sale.sku}")
-    fingerprint = sale_fingerprint(sale)
-    inserted = await repo.add_sale({
+    rows: list[dict[str, Any]] = [{
         "sale_id": sale.sale_id, "partner_id": sale.partner_id, "account_id": sale.account_id, "sku": sale.sku,
         "amount": sale.amount, "currency": sale.currency, "booked_at": sale.booked_at,
-        "sale_period": period_of(sale.booked_at), "fingerprint": fingerprint, "status": "unpriced",
+        "sale_period": period_of(sale.booked_at), "fingerprint": sale_fingerprint(sale), "status": RECEIVED,
         "recorded_event_id": event_id,
-    })
-    if not inserted:
-        existing = await repo.get_sale(sale.sale_id)
-        assert existing is not None
-        if existing.fingerprint != fingerprint:
+    } for sale, event_id in sales]
+    inserted = await repo.add_sales(rows)
+    known = await repo.fingerprints([r["sale_id"] for r in rows])
+    outcomes = []
+    for row in rows:
+        first_event, fingerprint = known[row["sale_id"]]
+        if fingerprint != row["fingerprint"]:
             raise SaleConflict(
-                f"sale {sale.sale_id} was already recorded with other content (first by event "
-                f"{existing.recorded_event_id}); a sale is identified by its sale_id"
+                f"sale {row['sale_id']} was already recorded with other content (first by event {first_event}); "
+                "a sale is identified by its sale_id"
             )
-        return "duplicate"
-    waiting = await repo.take_pending_cancellation(sale.sale_id)
-    if waiting is not None:
-        await repo.cancel_sale(sale.sale_id, waiting.cancelled_at, waiting.event_id)
-    await reprice(tx, SaleScope(sale_ids=[sale.sale_id]), event_id)
-    return "recorded"
+        fresh = row["sale_id"] in inserted and first_event == row["recorded_event_id"]
+        outcomes.append("received" if fresh else "duplicate")
+    for waiting in await repo.take_pending_cancellations(list(inserted)):
+        await repo.cancel_sale(waiting.sale_id, waiting.cancelled_at, waiting.event_id)
+    if inserted:
+        await repo.wake_pricer()
+    return outcomes
+
+
+async def price_received_sales(tx: Transaction, limit: int = PRICING_BATCH) -> int:
+    """Prices up to `limit` received sales in one set-based pass; 0 when none wait or another replica prices."""
+    repo = IncentivesRepository(tx.session)
+    if not await repo.try_lock("incentives:pricer"):
+        return 0
+    waiting = await repo.received_sales(limit)
+    if not waiting:
+        return 0
+    # Advisory locks before any row lock, in the one order every writer uses: programs, accounts, partners, skus.
+    await repo.lock(LOCK_PROGRAMS, shared=True)
+    await repo.lock(*sorted({f"account:{row.account_id}" for row in waiting}))
+    await repo.lock(*sorted({f"partner:{row.partner_id}" for row in waiting}))
+    await repo.lock(*sorted({f"sku:{row.sku}" for row in waiting}))
+    await reprice(tx, SaleScope(sale_ids=[row.sale_id for row in waiting]), None)
+    return len(waiting)
 
 
 async def cancel_sale(tx: Transaction, sale_id: str, cancelled_at: datetime, event_id: str) -> str:

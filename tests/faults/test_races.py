@@ -45,7 +45,7 @@ async def test_concurrent_sales_and_reclassifications_end_priced_by_the_final_ti
 
         async def sale(i: int) -> None:
             async with db.transaction() as tx:
-                await usecases.record_sale(tx, SaleIn(
+                await usecases.receive_sale(tx, SaleIn(
                     sale_id=f"{category}-{i}", partner_id=partner, account_id=account, sku=sku,
                     amount=f"{100 + i}.00", currency="USD", booked_at=START + timedelta(hours=7 * i),
                 ), str(uuid.uuid4()))
@@ -57,11 +57,21 @@ async def test_concurrent_sales_and_reclassifications_end_priced_by_the_final_ti
                     before=("commercial", partner), classification=to,
                 )
 
+        async def pricer() -> None:
+            for _ in range(30):
+                async with db.transaction() as tx:
+                    await usecases.price_received_sales(tx, limit=7)
+                await asyncio.sleep(0)
+
         jobs = [sale(i) for i in range(60)]
+        jobs[5:5] = [pricer(), pricer()]
         jobs[10:10] = [reclassify("key", 3)]
         jobs[35:35] = [reclassify("smb", 9)]
         jobs[50:50] = [reclassify("key", 1)]
         await asyncio.gather(*jobs)
+        async with db.transaction() as tx:
+            while await usecases.price_received_sales(tx):
+                pass
 
         async with db.transaction() as tx:
             again = await usecases.reprice(tx, SaleScope(account_id=account), "check")

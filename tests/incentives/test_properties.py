@@ -53,6 +53,8 @@ operation = st.one_of(
     st.tuples(st.just("certify"), st.integers(0, 1), hours, st.integers(24, 24 * 40)),
     st.tuples(st.just("eligibility"), st.booleans(), hours),
     st.tuples(st.just("close"), st.integers(1, 2)),
+    # The pricer runs whenever it runs: received sales wait for it at arbitrary points of the history.
+    st.tuples(st.just("price"), st.integers(1, 5)),
 )
 
 
@@ -140,7 +142,7 @@ async def _apply(db: Database, ex: Example, model: Model, index: int, op: tuple[
                 (op[1], op[2], Decimal(op[3]), ex.moment(op[4], 30)) if kind == "sale" else model.sales[sale_id]
             )
             model.sales[sale_id] = (partner, account, amount, booked)
-            await usecases.record_sale(tx, SaleIn(
+            await usecases.receive_sale(tx, SaleIn(
                 sale_id=sale_id, partner_id=ex.partners[partner], account_id=ex.accounts[account], sku=ex.sku,
                 amount=f"{amount}.00", currency="EUR", booked_at=booked,
             ), eid)
@@ -180,6 +182,8 @@ async def _apply(db: Database, ex: Example, model: Model, index: int, op: tuple[
         elif kind == "close":
             period = f"{ex.year}-{op[1]:02d}"
             await usecases.close_period(tx, period)
+        elif kind == "price":
+            await usecases.price_received_sales(tx, limit=op[1])
     if kind == "close":
         async with db.transaction() as tx:
             for partner in ex.partners:
@@ -261,6 +265,10 @@ async def _run(url: str, ops: list[tuple[Any, ...]], order: list[int]) -> None:
         frozen: dict[Any, Any] = {}
         for index, op in _arrival_order(ops, order):
             await _apply(db, ex, model, index, op, frozen)
+        while True:
+            async with db.transaction() as tx:
+                if not await usecases.price_received_sales(tx):
+                    break
         await _check(db, ex, model, frozen)
     finally:
         await db.dispose()

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-24 01:55:06.570040
+Create Date: 2026-11-24 02:20:16.418063
 """
 
 from collections.abc import Sequence
@@ -208,6 +208,7 @@ def upgrade() -> None:
     op.create_index('sales_account', 'sales', ['account_id', 'booked_at'], unique=False)
     op.create_index('sales_booked', 'sales', ['booked_at'], unique=False)
     op.create_index('sales_partner', 'sales', ['partner_id', 'booked_at'], unique=False)
+    op.create_index('sales_received', 'sales', ['recorded_at', 'sale_id'], unique=False, postgresql_where=sa.text("status = 'received'"))
     op.create_index('sales_sku', 'sales', ['sku', 'booked_at'], unique=False)
     op.create_table('statements',
     sa.Column('partner_id', sa.UUID(), nullable=False),
@@ -286,6 +287,7 @@ def downgrade() -> None:
     op.drop_table('accrual_items')
     op.drop_table('statements')
     op.drop_index('sales_sku', table_name='sales')
+    op.drop_index('sales_received', table_name='sales', postgresql_where=sa.text("status = 'received'"))
     op.drop_index('sales_partner', table_name='sales')
     op.drop_index('sales_booked', table_name='sales')
     op.drop_index('sales_account', table_name='sales')
