@@ -468,6 +468,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     sale.set_defaults(func=cmd_publish_sale)
 
+    from partnerhub import ops
+
+    ops.register(commands)
+
     args = parser.parse_args(argv)
     return int(args.func(args))
 

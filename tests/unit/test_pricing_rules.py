@@ -11,6 +11,8 @@ from services.incentives.domain import (
     Rule,
     SaleFacts,
     SaleStatus,
+    bip_bonus,
+    bip_rates,
     find_tie,
     most_specific,
     price_sale,
@@ -101,3 +103,20 @@ def test_unpriced_and_no_program_items() -> None:
     assert "not known yet" in unpriced.items[0].explanation
     nothing = price_sale(FACTS, [program("K", rule("key"))])
     assert [(i.program_code, i.status, i.amount) for i in nothing.items] == [(None, "no_program", Decimal("0.00"))]
+
+
+def test_the_readme_worked_example() -> None:
+    base = program("BASE-2026", rule("commercial", rate="0.05"), rule("key", rate="0.08"))
+    bip = Program("BIP-Q", "BIP-Q", ProgramKind.BIP, datetime(2026, 1, 1, tzinfo=UTC), None, None,
+                  (rule(rate="0.01"),), Decimal("10000.00"))
+    sale_1 = replace(FACTS, sale_id="SALE-1", amount=Decimal("4000.00"), booked_at=datetime(2026, 3, 5, tzinfo=UTC))
+    sale_2 = replace(FACTS, sale_id="SALE-2", amount=Decimal("7000.00"), booked_at=datetime(2026, 3, 20, tzinfo=UTC))
+    assert [i.amount for i in price_sale(sale_1, [base, bip]).items] == [Decimal("200.00")]
+    assert [i.amount for i in price_sale(sale_2, [base, bip]).items] == [Decimal("350.00")]
+    assert bip_bonus(Decimal("11000.00"), Decimal("110.00"), Decimal("10000.00")) == Decimal("110.00")
+    rekeyed = price_sale(replace(sale_2, classification="key"), [base, bip])
+    assert rekeyed.items[0].amount - Decimal("350.00") == Decimal("210.00")
+    cancelled = price_sale(replace(sale_1, cancelled=True), [base, bip])
+    assert cancelled.items[0].amount == Decimal("0.00")
+    assert bip_bonus(Decimal("7000.00"), Decimal("70.00"), Decimal("10000.00")) == Decimal("0.00")
+    assert [c for c, _ in bip_rates(rekeyed, [base, bip])] == ["BIP-Q"]
