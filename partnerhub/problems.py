@@ -13,6 +13,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 log = logging.getLogger(__name__)
 PROBLEM_JSON = "application/problem+json"
 TYPE_BASE = "https://partnerhub.dev/problems/"
+# For OpenAPI `responses=`: an error answer documented as problem+json.
+PROBLEM: dict[str, Any] = {"content": {PROBLEM_JSON: {}}}
+Responses = dict[int | str, dict[str, Any]]
 
 _TITLES = {
     400: "Bad Request",

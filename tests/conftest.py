@@ -7,7 +7,8 @@ import os
 import secrets
 import shutil
 import tempfile
-from collections.abc import AsyncIterator, Callable, Iterator
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,11 +16,13 @@ from typing import Any
 
 import httpx
 import pytest
+from aiokafka import AIOKafkaProducer
 
 from partnerhub import SERVICES
 from partnerhub.auth import issue_token
 from partnerhub.config import Settings, get_settings
 from partnerhub.embedded import EmbeddedPostgres, TansuBroker, create_databases, drop_databases
+from partnerhub.events import OutgoingEvent, dumps
 from partnerhub.kafka import all_topics, ensure_topics
 
 os.environ.setdefault("PARTNERHUB_JWT_SECRET", "test-secret-" + "x" * 32)
@@ -127,3 +130,25 @@ async def eventually(check: Callable[[], Any], within: float = 30.0, interval: f
             return last
         await asyncio.sleep(interval)
     raise AssertionError(f"condition not met within {within}s (last value: {last!r})")
+
+
+Publish = Callable[..., Awaitable[str]]
+
+
+@pytest.fixture(scope="session")
+async def publish(infrastructure: Infrastructure) -> AsyncIterator[Publish]:
+    """Publishes a CloudEvent the way an upstream service or an internal sales system would."""
+    producer = AIOKafkaProducer(
+        bootstrap_servers=infrastructure.bootstrap_servers, acks="all", enable_idempotence=False
+    )
+    await producer.start()
+
+    async def send(topic: str, type_: str, key: str, data: dict[str, Any], *, event_id: str | None = None,
+                   subject: str | None = None, source: str = "tests") -> str:
+        event = OutgoingEvent(topic=topic, type=type_, key=key, data=data, subject=subject,
+                              id=event_id or str(uuid.uuid4()))
+        await producer.send_and_wait(topic, dumps(event.envelope(source)), key=key.encode())
+        return event.id
+
+    yield send
+    await producer.stop()

@@ -21,6 +21,7 @@ from partnerhub.http import (
     idempotent,
     json_response,
 )
+from partnerhub.problems import PROBLEM, Responses
 from partnerhub.service import Ctx
 from services.accounts import usecases
 from services.accounts.domain import Classification, Decision, RegistrationStatus
@@ -37,8 +38,6 @@ from services.accounts.schemas import (
 
 router = APIRouter(prefix="/accounts", tags=["accounts"])
 
-PROBLEM: dict[str, Any] = {"content": {"application/problem+json": {}}}
-Responses = dict[int | str, dict[str, Any]]
 NOT_FOUND: Responses = {404: {"description": "No such account, or another partner's (partner token)", **PROBLEM}}
 STALE: Responses = {412: {"description": "If-Match names a version that is no longer current", **PROBLEM}}
 

@@ -21,7 +21,7 @@ from partnerhub.http import (
     idempotent,
     json_response,
 )
-from partnerhub.problems import Problem
+from partnerhub.problems import PROBLEM, Problem, Responses
 from partnerhub.service import Ctx
 from partnerhub.timeutil import utcnow
 from services.funds import usecases
@@ -41,8 +41,6 @@ from services.funds.schemas import (
 
 router = APIRouter()
 PartnerOnly = Annotated[Principal, Depends(require(Role.PARTNER))]
-Responses = dict[int | str, dict[str, Any]]
-PROBLEM: dict[str, Any] = {"content": {"application/problem+json": {}}}
 NOT_FOUND: Responses = {404: {"description": "Not found (or another partner's)", **PROBLEM}}
 ILLEGAL: Responses = {409: {"description": "Not allowed in the current state; names the allowed moves", **PROBLEM}}
 STALE: Responses = {412: {"description": "If-Match is stale", **PROBLEM}}

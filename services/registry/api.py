@@ -22,6 +22,7 @@ from partnerhub.http import (
     idempotent,
     json_response,
 )
+from partnerhub.problems import PROBLEM, Responses
 from partnerhub.service import Ctx
 from services.registry import usecases
 from services.registry.domain import PartnerType, Status, Tier
@@ -40,8 +41,6 @@ from services.registry.schemas import (
 
 router = APIRouter(prefix="/partners", tags=["partners"])
 
-PROBLEM: dict[str, Any] = {"content": {"application/problem+json": {}}}
-Responses = dict[int | str, dict[str, Any]]
 NOT_FOUND: Responses = {404: {"description": "No such partner", **PROBLEM}}
 OTHER_PARTNER: Responses = {403: {"description": "A partner token naming another partner", **PROBLEM}}
 STALE: Responses = {412: {"description": "If-Match names a version that is no longer current", **PROBLEM}}

@@ -8,8 +8,7 @@ from typing import Any
 
 from services.funds import usecases
 from services.funds.schemas import AccrualData
-from tests.conftest import eventually
-from tests.funds.conftest import Publish
+from tests.conftest import Publish, eventually
 from tests.funds.support import accrual as accrual_data
 from tests.funds.support import (
     apply,

@@ -7,8 +7,7 @@ from typing import Any
 
 import httpx
 
-from tests.conftest import eventually
-from tests.incentives.conftest import Publish
+from tests.conftest import Publish, eventually
 
 T0 = "2026-01-01T00:00:00Z"
 
