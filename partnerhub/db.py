@@ -43,6 +43,7 @@ def add_shared_tables(metadata: sa.MetaData) -> None:
         sa.Column("offset", sa.BigInteger, nullable=False),
         sa.Column("outcome", sa.Text, nullable=False),
         sa.Column("processed_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+        sa.Index("inbox_processed", "processed_at"),
     )
     sa.Table(
         "idempotency_keys",

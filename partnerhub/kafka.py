@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
 
 from partnerhub.config import Settings
 
@@ -54,23 +51,10 @@ def make_producer(settings: Settings) -> AIOKafkaProducer:
 
 
 async def ensure_topics(bootstrap_servers: str, topics: dict[str, int], wait_seconds: float = 30.0) -> None:
-    """Create the topics that do not exist yet; waits for the broker to answer."""
-    deadline = asyncio.get_running_loop().time() + wait_seconds
-    while True:
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=5000)
-        try:
-            await admin.start()
-            existing = set(await admin.list_topics())
-            missing = [NewTopic(name, parts, 1) for name, parts in topics.items() if name not in existing]
-            if missing:
-                try:
-                    await admin.create_topics(missing)
-                except TopicAlreadyExistsError:
-                    pass
-            return
-        except (KafkaConnectionError, KafkaError, OSError) as exc:
-            if asyncio.get_running_loop().time() > deadline:
-                raise RuntimeError(f"the Kafka broker at {bootstrap_servers} did not answer: {exc}") from exc
-            await asyncio.sleep(0.3)
-        finally:
-            await admin.close()
+    """Creates the topics that do not exist yet (one replica each: a single broker); waits for the broker to
+    answer and raises when it refuses a topic."""
+    from partnerhub.ops import TopicPlan, create_topics
+
+    await create_topics(
+        bootstrap_servers, [TopicPlan(name, parts, 1, {}) for name, parts in topics.items()], wait_seconds
+    )

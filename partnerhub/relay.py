@@ -139,6 +139,11 @@ class OutboxRelay:
             "DELETE FROM outbox WHERE published_at < now() - make_interval(days => $1)",
             self.settings.outbox_retention_days,
         )
+        # An inbox row must outlive every replay that could bring its event back: twice the outbox retention.
+        await conn.execute(
+            "DELETE FROM inbox WHERE processed_at < now() - make_interval(days => $1)",
+            2 * self.settings.outbox_retention_days,
+        )
 
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):

@@ -41,9 +41,12 @@ class ServiceContext:
     relay: OutboxRelay | None = None
     consumers: list[ConsumerRunner] = field(default_factory=list)
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+    backlog: Callable[[ServiceContext], Awaitable[int]] | None = None
 
     async def busy(self) -> bool:
         if self.relay is not None and self.relay.is_leader and self.relay.backlog > 0:
+            return True
+        if self.backlog is not None and self.tasks and await self.backlog(self) > 0:
             return True
         for runner in self.consumers:
             lag = await runner.lag()
@@ -87,6 +90,8 @@ class ServiceSpec:
     routers: Sequence[APIRouter]
     subscriptions: Callable[[ServiceContext], list[Subscription]] = lambda _ctx: []
     background: Callable[[ServiceContext], list[Coroutine[Any, Any, None]]] = lambda _ctx: []
+    # Work the service's own background jobs still have to do; stopping drains it too.
+    backlog: Callable[[ServiceContext], Awaitable[int]] | None = None
 
 
 async def _retry(start: Callable[[], Awaitable[None]], what: str, wait_seconds: float) -> None:
@@ -112,7 +117,7 @@ def create_service_app(spec: ServiceSpec, settings: Settings | None = None) -> F
         configure_logging(spec.name, settings.log_level)
         db = Database(settings.database_url(spec.name), spec.name)
         producer = make_producer(settings)
-        ctx = ServiceContext(spec.name, settings, db, producer, httpx.AsyncClient())
+        ctx = ServiceContext(spec.name, settings, db, producer, httpx.AsyncClient(), backlog=spec.backlog)
         app.state.ctx = ctx
         await _retry(lambda: ensure_topics(bootstrap(settings), all_topics()), "the Kafka broker", 60)
         await _retry(producer.start, "the Kafka producer", 60)

@@ -9,6 +9,7 @@ from partnerhub.service import ServiceContext, ServiceSpec, create_service_app
 from services.incentives import usecases
 from services.incentives.api import router
 from services.incentives.handlers import subscriptions
+from services.incentives.repository import IncentivesRepository
 
 log = logging.getLogger(__name__)
 IDLE_POLL_SECONDS = 0.1
@@ -30,6 +31,11 @@ async def price_received_sales(ctx: ServiceContext) -> None:
             await asyncio.sleep(IDLE_POLL_SECONDS)
 
 
+async def sales_waiting_for_pricing(ctx: ServiceContext) -> int:
+    async with ctx.db.transaction() as tx:
+        return await IncentivesRepository(tx.session).count_received()
+
+
 SPEC = ServiceSpec(
     name="incentives",
     title="Incentives",
@@ -40,6 +46,7 @@ SPEC = ServiceSpec(
     routers=[router],
     subscriptions=lambda _ctx: subscriptions(),
     background=lambda ctx: [price_received_sales(ctx)],
+    backlog=sales_waiting_for_pricing,
 )
 
 

@@ -107,6 +107,10 @@ class IncentivesRepository:
             .where(s.status == "received").order_by(s.recorded_at, s.sale_id).limit(limit)
         )).all())
 
+    async def count_received(self) -> int:
+        found = await self.session.execute(sa.text("SELECT count(*) FROM sales WHERE status = 'received'"))
+        return int(found.scalar() or 0)
+
     async def recorded_causes(self, sale_ids: list[str]) -> dict[str, str]:
         if not sale_ids:
             return {}

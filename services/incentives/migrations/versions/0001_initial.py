@@ -70,6 +70,7 @@ def upgrade() -> None:
     sa.Column('processed_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
     sa.PrimaryKeyConstraint('consumer', 'event_id')
     )
+    op.create_index('inbox_processed', 'inbox', ['processed_at'], unique=False)
     op.create_table('ledger',
     sa.Column('id', sa.BigInteger(), sa.Identity(always=False), nullable=False),
     sa.Column('entry_id', sa.UUID(), server_default=sa.text('gen_random_uuid()'), nullable=False),
@@ -310,6 +311,7 @@ def downgrade() -> None:
     op.drop_index('ledger_sale', table_name='ledger')
     op.drop_index('ledger_partner', table_name='ledger')
     op.drop_table('ledger')
+    op.drop_index('inbox_processed', table_name='inbox')
     op.drop_table('inbox')
     op.drop_table('idempotency_keys')
     op.drop_table('bip_totals')

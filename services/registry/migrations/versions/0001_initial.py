@@ -38,6 +38,7 @@ def upgrade() -> None:
     sa.Column('processed_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
     sa.PrimaryKeyConstraint('consumer', 'event_id')
     )
+    op.create_index('inbox_processed', 'inbox', ['processed_at'], unique=False)
     op.create_table('outbox',
     sa.Column('id', sa.BigInteger(), sa.Identity(always=False), nullable=False),
     sa.Column('event_id', sa.Text(), nullable=False),
@@ -110,6 +111,7 @@ def downgrade() -> None:
     op.drop_table('partners')
     op.drop_index('outbox_unpublished', table_name='outbox', postgresql_where=sa.text('published_at IS NULL'))
     op.drop_table('outbox')
+    op.drop_index('inbox_processed', table_name='inbox')
     op.drop_table('inbox')
     op.drop_table('idempotency_keys')
     # ### end Alembic commands ###
