@@ -164,6 +164,8 @@ ledger = sa.Table(
     sa.Column("amount", MONEY, nullable=False),
     sa.Column("currency", sa.String(3), nullable=False),
     sa.Column("kind", sa.Text, nullable=False),
+    # 1 for the first entry of a (sale, program) or of a BIP (partner, program, month, currency), then +1
+    sa.Column("revision", sa.Integer, nullable=False),
     sa.Column("cause", sa.Text, nullable=False),
     sa.Column("period", sa.String(7), nullable=False),
     sa.Column("sale_period", sa.String(7), nullable=False),

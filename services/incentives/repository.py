@@ -384,10 +384,12 @@ class IncentivesRepository:
                       ON c.sale_id = n.sale_id AND c.program_code = n.program_code
                 ), entries AS (
                     INSERT INTO ledger (partner_id, account_id, sale_id, program_code, amount, currency, kind,
-                                        cause, period, sale_period, run_id)
+                                        revision, cause, period, sale_period, run_id)
                     SELECT s.partner_id, s.account_id, d.sale_id, nullif(d.program_code, ''), d.amount, s.currency,
                            CASE WHEN EXISTS (SELECT 1 FROM ledger l WHERE l.sale_id = d.sale_id)
                                 THEN 'adjustment' ELSE 'original' END,
+                           1 + (SELECT count(*) FROM ledger l WHERE l.sale_id = d.sale_id
+                                AND coalesce(l.program_code, '') = d.program_code),
                            coalesce(CAST(:cause AS text), s.recorded_event_id),
                            CASE WHEN s.sale_period > :closed THEN s.sale_period ELSE :first_open END,
                            s.sale_period, :run_id
@@ -447,6 +449,19 @@ class IncentivesRepository:
             f"SELECT partner_id, program_code, period, currency, bonus FROM bip_totals WHERE {in_groups}"
         ), params)).all()
         return list(figures), list(booked)
+
+    async def bip_revisions(self, keys: list[tuple[uuid.UUID, str, str, str]]) -> dict[tuple[Any, ...], int]:
+        """How many ledger entries each BIP outcome (partner, program, month, currency) has so far."""
+        if not keys:
+            return {}
+        rows = await self.session.execute(sa.text(
+            "SELECT partner_id, program_code, sale_period, currency, count(*) AS entries FROM ledger "
+            "WHERE sale_id IS NULL AND (partner_id, program_code, sale_period, currency) IN (SELECT * FROM unnest("
+            "CAST(:partners AS uuid[]), CAST(:programs AS text[]), CAST(:periods AS text[]), "
+            "CAST(:currencies AS text[]))) GROUP BY 1, 2, 3, 4"
+        ), {"partners": [k[0] for k in keys], "programs": [k[1] for k in keys], "periods": [k[2] for k in keys],
+            "currencies": [k[3] for k in keys]})
+        return {(r.partner_id, r.program_code, r.sale_period, r.currency): r.entries for r in rows}
 
     async def save_bip(self, outcomes: list[dict[str, Any]], entries: list[dict[str, Any]]) -> None:
         if outcomes:

@@ -154,6 +154,7 @@ class LedgerEntry(BaseModel):
     amount: Money
     currency: str
     kind: str
+    revision: int
     cause: str
     period: str
     sale_period: str

@@ -187,6 +187,7 @@ async def settle_bip(
     before = {(r.partner_id, r.program_code, r.period, r.currency): r.bonus for r in booked}
     targets = {p.code: p.target for p in programs if p.target is not None}
     outcomes, entries = [], []
+    revisions = await repo.bip_revisions(sorted(now.keys() | before.keys(), key=str))
     for key in sorted(now.keys() | before.keys(), key=str):
         partner_id, code, month, currency = key
         revenue, weighted = now.get(key, (Decimal("0.00"), Decimal("0")))
@@ -198,7 +199,7 @@ async def settle_bip(
             entries.append({
                 "partner_id": partner_id, "account_id": None, "sale_id": None, "program_code": code,
                 "amount": bonus - before.get(key, Decimal("0.00")), "currency": currency,
-                "kind": "adjustment" if key in before else "original",
+                "kind": "adjustment" if key in before else "original", "revision": revisions.get(key, 0) + 1,
                 "cause": cause or group_causes[(partner_id, month, currency)],
                 "period": month if closed is None or month > closed else first_open, "sale_period": month,
                 "run_id": run_id,

@@ -38,8 +38,8 @@ async def test_bip_pays_from_the_first_dollar_once_the_target_is_reached(incenti
 
     ledger = (await incentives.get(f"/v1/partners/{world.partner_id}/ledger", params={"period": "2026-04"},
                                    headers=tokens())).json()["items"]
-    bip_entries = [(e["sale_id"], e["amount"]) for e in ledger if e["program_code"] == bip]
-    assert bip_entries == [(None, "22.00"), (None, "-22.00")]
+    bip_entries = [(e["sale_id"], e["revision"], e["amount"]) for e in ledger if e["program_code"] == bip]
+    assert bip_entries == [(None, 1, "22.00"), (None, 2, "-22.00")]
 
     statement = (await incentives.get(f"/v1/partners/{world.partner_id}/statements/2026-04",
                                       headers=tokens())).json()

@@ -32,7 +32,8 @@ async def test_reclassification_reprices_only_later_sales(incentives, publish, t
     assert [i["amount"] for i in await world.accruals(a)] == ["50.00"]
 
     ledger = await world.ledger(b)
-    assert [(e["kind"], e["amount"]) for e in ledger] == [("original", "100.00"), ("adjustment", "60.00")]
+    assert [(e["kind"], e["revision"], e["amount"]) for e in ledger] == [
+        ("original", 1, "100.00"), ("adjustment", 2, "60.00")]
     assert ledger[1]["cause"] == reclass_id
     assert ledger[1]["period"] == ledger[1]["sale_period"] == "2026-03"
     assert [e["amount"] for e in await world.ledger(a)] == ["50.00"]

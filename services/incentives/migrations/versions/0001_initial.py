@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-24 02:20:16.418063
+Create Date: 2026-11-24 02:43:48.754593
 """
 
 from collections.abc import Sequence
@@ -81,6 +81,7 @@ def upgrade() -> None:
     sa.Column('amount', sa.Numeric(precision=18, scale=2), nullable=False),
     sa.Column('currency', sa.String(length=3), nullable=False),
     sa.Column('kind', sa.Text(), nullable=False),
+    sa.Column('revision', sa.Integer(), nullable=False),
     sa.Column('cause', sa.Text(), nullable=False),
     sa.Column('period', sa.String(length=7), nullable=False),
     sa.Column('sale_period', sa.String(length=7), nullable=False),
