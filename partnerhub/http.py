@@ -66,9 +66,17 @@ def check_if_match(if_match: str | None, current_version: int) -> None:
     )
 
 
-def json_response(body: Any, status_code: int = 200, etag_version: int | None = None) -> JSONResponse:
+def json_response(
+    body: Any, status_code: int = 200, etag_version: int | None = None, derived_etag: bool = False
+) -> JSONResponse:
+    """A JSON answer; with an ETag from the resource's version, or for a derived resource (a statement) from a
+    digest of its content."""
+    content = jsonable_encoder(body)
     headers = {"ETag": etag_of(etag_version)} if etag_version is not None else None
-    return JSONResponse(jsonable_encoder(body), status_code=status_code, headers=headers)
+    if derived_etag:
+        digest = hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:32]
+        headers = {"ETag": f'W/"{digest}"'}
+    return JSONResponse(content, status_code=status_code, headers=headers)
 
 
 async def idempotent(

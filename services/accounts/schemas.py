@@ -9,6 +9,7 @@ from typing import Annotated
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from partnerhub.timeutil import BEGINNING, isoformat, to_utc
+from partnerhub.types import Country, UtcDatetime
 from services.accounts.domain import Classification, Decision, PartnerStatus, RegistrationStatus
 
 
@@ -18,7 +19,6 @@ def _not_before_beginning(value: datetime) -> datetime:
     return value
 
 
-UtcDatetime = Annotated[datetime, AfterValidator(to_utc)]
 EffectiveFrom = Annotated[datetime, AfterValidator(to_utc), AfterValidator(_not_before_beginning)]
 
 
@@ -28,7 +28,7 @@ class Strict(BaseModel):
 
 class AccountIn(Strict):
     name: str = Field(min_length=1, max_length=200)
-    country: str = Field(pattern=r"^[A-Z]{2}$", description="ISO 3166-1 alpha-2")
+    country: Country
     industry: str = Field(min_length=1, max_length=100)
     classification: Classification
 
@@ -73,7 +73,7 @@ class HistoryEntry(BaseModel):
 
 class ProspectIn(Strict):
     name: str = Field(min_length=1, max_length=200)
-    country: str = Field(pattern=r"^[A-Z]{2}$", description="ISO 3166-1 alpha-2")
+    country: Country
     industry: str = Field(min_length=1, max_length=100)
 
 

@@ -189,10 +189,10 @@ async def complete_request(
 )
 async def file_claim(
     request_id: uuid.UUID, body: ClaimIn, request: Request, ctx: Ctx, principal: PartnerOnly,
-    idempotency_key: IdempotencyKey = None,
+    idempotency_key: IdempotencyKey = None, if_match: IfMatch = None,
 ) -> JSONResponse:
     async def operation(tx):  # type: ignore[no-untyped-def]
-        return await usecases.file_claim(tx, principal, request_id, body)
+        return await usecases.file_claim(tx, principal, request_id, body, if_match)
 
     return await idempotent(ctx.db, request, idempotency_key, body, operation)
 

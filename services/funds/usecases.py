@@ -188,7 +188,7 @@ def _decided_event(request: FundRequest, decision: str) -> OutgoingEvent:
     data = jsonable_encoder(request.model_dump(mode="json", exclude={"claims"}))
     data["decision"] = decision
     return OutgoingEvent(
-        topic=TOPIC, type="fund.request_decided", key=str(request.partner_id), subject=str(request.id), data=data
+        topic=TOPIC, type="fund.request_decided", key=str(request.partner_id), data=data
     )
 
 
@@ -352,10 +352,10 @@ async def _complete(repo: FundsRepository, row: Row, by: str, cause_type: str) -
 
 # --- claims -------------------------------------------------------------------------------------
 async def file_claim(
-    tx: Transaction, principal: Principal, request_id: uuid.UUID, command: ClaimIn
+    tx: Transaction, principal: Principal, request_id: uuid.UUID, command: ClaimIn, if_match: str | None = None
 ) -> tuple[Claim, int]:
     repo = FundsRepository(tx.session)
-    row = await _locked_request(repo, principal, request_id, None)
+    row = await _locked_request(repo, principal, request_id, if_match)
     if row.status != RequestStatus.APPROVED.value:
         raise conflict(
             f"claims are filed against an approved request; this one is {row.status}", request_status=row.status
@@ -452,8 +452,8 @@ async def decide_claim(
         updated, _ = await _request(repo, request.id)
         data = jsonable_encoder(result.model_dump(mode="json"))
         data["request"] = jsonable_encoder(updated.model_dump(mode="json", exclude={"claims"}))
-        tx.emit(OutgoingEvent(topic=TOPIC, type="fund.claim_paid", key=str(request.partner_id),
-                              subject=str(claim_id), data=data))
+        # Key and subject are the partner id (CONTRACT §2); the claim and its request are in the data.
+        tx.emit(OutgoingEvent(topic=TOPIC, type="fund.claim_paid", key=str(request.partner_id), data=data))
     return result, version
 
 

@@ -12,6 +12,7 @@ from partnerhub.auth import Admin, AdminOrPartner, Anyone, System, ensure_partne
 from partnerhub.http import (
     Cursor,
     IdempotencyKey,
+    IfMatch,
     Limit,
     Page,
     decode_cursor,
@@ -54,9 +55,9 @@ def _cursor_values(cursor: str | None, size: int) -> list[Any] | None:
 
 # --- products -----------------------------------------------------------------------------------
 @router.put("/products/{sku}", response_model=Product, tags=["products"], summary="Create or change a product")
-async def put_product(sku: Sku, body: ProductIn, ctx: Ctx, principal: Admin) -> JSONResponse:
+async def put_product(sku: Sku, body: ProductIn, ctx: Ctx, principal: Admin, if_match: IfMatch = None) -> JSONResponse:
     async with ctx.db.transaction() as tx:
-        product, created = await usecases.put_product(tx, sku, body)
+        product, created = await usecases.put_product(tx, sku, body, if_match)
     return json_response(Product.model_validate(product), 201 if created else 200, product["version"])
 
 
@@ -117,24 +118,30 @@ async def get_program(code: str, ctx: Ctx, principal: Anyone) -> JSONResponse:
 
 
 @router.patch("/programs/{code}", response_model=Program, tags=["programs"], summary="End a program earlier")
-async def end_program(code: str, body: ProgramEnd, ctx: Ctx, principal: Admin) -> JSONResponse:
+async def end_program(
+    code: str, body: ProgramEnd, ctx: Ctx, principal: Admin, if_match: IfMatch = None
+) -> JSONResponse:
     async with ctx.db.transaction() as tx:
-        program = await usecases.end_program(tx, code, body.valid_to)
+        program = await usecases.end_program(tx, code, body.valid_to, if_match)
     return json_response(Program.model_validate(program), etag_version=program["version"])
 
 
 # --- sales --------------------------------------------------------------------------------------
 @router.post("/sales", status_code=202, response_model=SaleAccepted, tags=["sales"],
              summary="Record a sale (same as a sale.recorded event); idempotent by sale_id; priced moments later")
-async def record_sale(body: SaleIn, ctx: Ctx, principal: System) -> JSONResponse:
-    try:
-        async with ctx.db.transaction() as tx:
+async def record_sale(
+    body: SaleIn, request: Request, ctx: Ctx, principal: System, idempotency_key: IdempotencyKey = None
+) -> JSONResponse:
+    async def operation(tx):  # type: ignore[no-untyped-def]
+        try:
             outcome = await usecases.receive_sale(tx, body, str(uuid.uuid4()))
-            sale = await IncentivesRepository(tx.session).get_sale(body.sale_id)
-    except usecases.SaleConflict as exc:
-        raise usecases.sale_problem(exc) from exc
-    status = sale.status if sale is not None else None
-    return json_response(SaleAccepted(sale_id=body.sale_id, outcome=outcome, status=status), 202)
+        except usecases.SaleConflict as exc:
+            raise usecases.sale_problem(exc) from exc
+        sale = await IncentivesRepository(tx.session).get_sale(body.sale_id)
+        status = sale.status if sale is not None else None
+        return SaleAccepted(sale_id=body.sale_id, outcome=outcome, status=status), None
+
+    return await idempotent(ctx.db, request, idempotency_key, body, operation, status_code=202)
 
 
 @router.post("/sales/{sale_id}/cancel", status_code=202, tags=["sales"],
@@ -220,10 +227,11 @@ async def bip_progress(
 
 @router.get("/partners/{partner_id}/statements/{period}", response_model=Statement, tags=["statements"],
             summary="A partner's statement for a month: open (live) or closed (frozen)")
-async def get_statement(partner_id: uuid.UUID, period: PeriodPath, ctx: Ctx, principal: AdminOrPartner) -> Statement:
+async def get_statement(partner_id: uuid.UUID, period: PeriodPath, ctx: Ctx, principal: AdminOrPartner) -> JSONResponse:
     ensure_partner_scope(principal, partner_id)
     async with ctx.db.transaction() as tx:
-        return Statement.model_validate(await usecases.statement(tx, partner_id, period))
+        statement = Statement.model_validate(await usecases.statement(tx, partner_id, period))
+    return json_response(statement, derived_etag=True)
 
 
 @router.post("/periods/{period}/close", response_model=PeriodClosed, tags=["statements"],

@@ -14,6 +14,7 @@ from typing import Any
 
 from partnerhub.db import Transaction
 from partnerhub.events import OutgoingEvent
+from partnerhub.http import check_if_match
 from partnerhub.metrics import RECALCULATION_SECONDS
 from partnerhub.money import format_money
 from partnerhub.problems import Problem, conflict, not_found, unprocessable
@@ -398,11 +399,15 @@ async def partner_changed(
 
 
 # --- catalogue ----------------------------------------------------------------------------------
-async def put_product(tx: Transaction, sku: str, product: ProductIn) -> tuple[dict[str, Any], bool]:
+async def put_product(
+    tx: Transaction, sku: str, product: ProductIn, if_match: str | None = None
+) -> tuple[dict[str, Any], bool]:
     repo = IncentivesRepository(tx.session)
     await repo.lock(LOCK_PROGRAMS, shared=True)
     await repo.lock(f"sku:{sku}")
     existing = await repo.get_product(sku, lock=True)
+    if existing is not None:
+        check_if_match(if_match, existing.version)
     values = {"sku": sku, "name": product.name, "category": product.category,
               "rebate_eligible": product.rebate_eligible, "standalone_software": product.standalone_software}
     await repo.save_product(values, exists=existing is not None)
@@ -450,12 +455,13 @@ async def create_program(tx: Transaction, program: ProgramIn) -> dict[str, Any]:
     return await get_program(tx, program.code)
 
 
-async def end_program(tx: Transaction, code: str, valid_to: datetime) -> dict[str, Any]:
+async def end_program(tx: Transaction, code: str, valid_to: datetime, if_match: str | None = None) -> dict[str, Any]:
     repo = IncentivesRepository(tx.session)
     await repo.lock(LOCK_PROGRAMS)
     row = await repo.get_program_row(code)
     if row is None:
         raise not_found(f"program {code!r}")
+    check_if_match(if_match, row.version)
     if valid_to < row.valid_from or (row.valid_to is not None and valid_to > row.valid_to):
         raise unprocessable(
             "valid_to may only end a program earlier: between its valid_from and its current valid_to",

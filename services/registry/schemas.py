@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from partnerhub.timeutil import to_utc
+from partnerhub.types import Country, UtcDatetime
 from services.registry.domain import CertificationState, PartnerType, Status, Tier
-
-UtcDatetime = Annotated[datetime, AfterValidator(to_utc)]
 
 
 class Strict(BaseModel):
@@ -20,7 +17,7 @@ class Strict(BaseModel):
 
 class PartnerIn(Strict):
     name: str = Field(min_length=1, max_length=200)
-    country: str = Field(pattern=r"^[A-Z]{2}$", description="ISO 3166-1 alpha-2")
+    country: Country
     region: str = Field(min_length=1, max_length=100)
     types: list[PartnerType] = Field(min_length=1)
     parent_partner_id: uuid.UUID | None = None

@@ -95,7 +95,8 @@ async def test_a_request_beyond_the_limit_waits_for_review_and_an_admin_decides(
     events = await _outbox(funds, me)
     decided = [e for e in events if e["type"] == "fund.request_decided"]
     assert len(decided) == 1 and decided[0]["data"]["decision"] == "reject"
-    assert decided[0]["data"]["status"] == "rejected" and decided[0]["subject"] == request["id"]
+    assert decided[0]["data"]["status"] == "rejected" and decided[0]["data"]["id"] == request["id"]
+    assert decided[0]["subject"] == str(me)  # key and subject: the partner id (CONTRACT §2)
 
 
 async def test_a_rejected_request_may_be_resubmitted_once_within_45_days(funds, tokens) -> None:

@@ -234,3 +234,34 @@ async def test_a_new_program_prices_sales_already_recorded(incentives, publish, 
     assert response.status_code == 201, response.text
     items = {i["program_code"]: i["amount"] for i in await world.accruals(sale_id)}
     assert items[code] == "15.00"
+
+
+async def test_contract_conventions_on_products_programs_sales_and_statements(incentives, publish, tokens) -> None:
+    world = await World(incentives, publish, tokens).setup()
+    product = await incentives.get(f"/v1/products/{world.sku}", headers=tokens())
+    stale = await incentives.put(f"/v1/products/{world.sku}", headers={**tokens(), "If-Match": '"999"'},
+                                 json={"name": "x", "category": world.category, "rebate_eligible": True})
+    assert stale.status_code == 412
+    fresh = await incentives.put(f"/v1/products/{world.sku}", headers={**tokens(), "If-Match": product.headers["etag"]},
+                                 json={"name": "Storage v2", "category": world.category, "rebate_eligible": True})
+    assert fresh.status_code == 200
+    stale_program = await incentives.patch(f"/v1/programs/{world.program}", headers={**tokens(), "If-Match": '"9"'},
+                                           json={"valid_to": "2026-12-01T00:00:00Z"})
+    assert stale_program.status_code == 412
+
+    sale = world.sale(f"IK-{uuid.uuid4()}", "100.00", "2026-03-05T10:00:00Z")
+    key = {**tokens("system"), "Idempotency-Key": str(uuid.uuid4())}
+    first = await incentives.post("/v1/sales", json=sale, headers=key)
+    again = await incentives.post("/v1/sales", json=sale, headers=key)
+    assert first.status_code == again.status_code == 202 and again.json() == first.json()
+    other = await incentives.post("/v1/sales", json={**sale, "sale_id": f"IK-{uuid.uuid4()}"}, headers=key)
+    assert other.status_code == 409
+
+    epoch = await incentives.post("/v1/sales", json={**sale, "booked_at": 1772704800}, headers=tokens("system"))
+    assert epoch.status_code == 422
+    naive = await incentives.post("/v1/sales", json={**sale, "booked_at": "2026-03-05T10:00:00"},
+                                  headers=tokens("system"))
+    assert naive.status_code == 422
+
+    statement = await incentives.get(f"/v1/partners/{world.partner_id}/statements/2026-03", headers=tokens())
+    assert statement.status_code == 200 and statement.headers["etag"].startswith('W/"')
