@@ -6,8 +6,10 @@ import asyncio
 import atexit
 import contextlib
 import os
+import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import IO
@@ -53,6 +55,16 @@ def wait_for_port(
     raise RuntimeError(f"nothing answered on {host}:{port} within {timeout:.0f}s")
 
 
+def _die_with_parent() -> None:
+    """In the child before exec (Linux): the kernel stops it when the process that started it dies, so a test
+    session or `partnerhub up` killed outright leaves no broker behind."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
 class TansuBroker:
     """A memory-only Kafka-compatible broker on a loopback port; it forgets everything when it stops."""
 
@@ -85,6 +97,7 @@ class TansuBroker:
             stdout=self._log or subprocess.DEVNULL,
             stderr=subprocess.STDOUT if self._log else subprocess.DEVNULL,
             start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
         wait_for_port(self.host, self.port, 20, self.process)
         return self.bootstrap_servers
