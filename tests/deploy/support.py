@@ -63,6 +63,21 @@ def docker_compose() -> list[str]:
 
 
 @functools.cache
+def kustomize_command() -> list[str]:
+    """A command that builds a Kustomize directory: a current kubectl (this machine kind's image ships one) or
+    kustomize. Debian's kubernetes-client (kubectl 1.20) is too old for this base (`configMapGenerator.envs`),
+    so a missing tool is a clear failure rather than a skip or an install that cannot work."""
+    if shutil.which("kubectl"):
+        return ["kubectl", "kustomize"]
+    if shutil.which("kustomize"):
+        return ["kustomize", "build"]
+    pytest.fail(
+        "the Kustomize check needs a current kubectl (1.21 or newer) or kustomize on PATH; "
+        "install one and run the tests again"
+    )
+
+
+@functools.cache
 def nginx_binary(cache_dir: Path) -> Path:
     """nginx from PATH, else Debian's nginx package unpacked into cache_dir (no service is installed or started)."""
     found = shutil.which("nginx")
