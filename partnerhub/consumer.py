@@ -6,17 +6,16 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from pydantic import ValidationError
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from partnerhub.config import Settings
-from partnerhub.db import Database, Transaction
+from partnerhub.db import Database, Transaction, is_transient
 from partnerhub.events import CloudEvent, EnvelopeError, parse_event
 from partnerhub.kafka import bootstrap, dead_letter_topic
 from partnerhub.logs import set_traceparent
@@ -27,6 +26,9 @@ log = logging.getLogger(__name__)
 Handler = Callable[[Transaction, CloudEvent], Awaitable[None]]
 # Takes a run of consecutive events of one type at once (set-based); same contract as a Handler per event.
 BatchHandler = Callable[[Transaction, list[CloudEvent]], Awaitable[None]]
+# Takes every event of a partition's batch its subscription handles, in order, at once, so it can lock and load
+# for all of them together; returns the events it refuses (id -> reason), dead-lettered once the rest commits.
+TopicHandler = Callable[[Transaction, list[CloudEvent]], Awaitable[Mapping[str, str]]]
 # A handler failing for reasons other than the database being away is retried this often, then dead-lettered.
 MAX_HANDLER_ATTEMPTS = 3
 
@@ -44,21 +46,10 @@ class Subscription:
     topic: str
     handlers: dict[str, Handler]
     batch_handlers: dict[str, BatchHandler] = field(default_factory=dict)
-
-
-# Serialization failure, deadlock, lock timeout, admin shutdown, cannot connect now: try again.
-TRANSIENT_SQLSTATES = frozenset({"40001", "40P01", "55P03", "57P01", "57P03"})
-
-
-def _is_transient(exc: BaseException) -> bool:
-    if isinstance(exc, OperationalError | InterfaceError | OSError | ConnectionError | TimeoutError):
-        return True
-    original = getattr(exc, "orig", None)
-    if (getattr(original, "sqlstate", None) or getattr(original, "pgcode", None)) in TRANSIENT_SQLSTATES:
-        return True
-    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
-        return True
-    return type(exc).__name__ in {"ConnectionDoesNotExistError", "CannotConnectNowError", "TooManyConnectionsError"}
+    batch: TopicHandler | None = None
+    # False where the handlers' own state makes a redelivery a no-op (a sale is unique by its sale_id), so the
+    # events need no inbox row of their own.
+    inbox: bool = True
 
 
 def validation_reason(exc: ValidationError) -> str:
@@ -85,6 +76,8 @@ class ConsumerRunner:
         self.settings = settings
         self.handlers = {sub.topic: sub.handlers for sub in subscriptions}
         self.batch_handlers = {sub.topic: sub.batch_handlers for sub in subscriptions}
+        self.topic_handlers = {sub.topic: sub.batch for sub in subscriptions if sub.batch is not None}
+        self.inbox = {sub.topic: sub.inbox for sub in subscriptions}
         self.consumer: AIOKafkaConsumer | None = None
         self._stopping = asyncio.Event()
         self.started = asyncio.Event()
@@ -180,6 +173,9 @@ class ConsumerRunner:
         parsed = [(message, parse_event(message.value)) for message in messages]
         handled = [(m, e) for m, e in parsed if e.type in self.handlers.get(m.topic, {})]
         outcomes = {id(m): "ignored" for m, _ in parsed}
+        topic_handler = self.topic_handlers.get(messages[0].topic)
+        if topic_handler is not None:
+            return await self._apply_topic_batch(topic_handler, parsed, handled, outcomes)
         try:
             async with self.db.transaction() as tx:
                 fresh = await self._record_many_in_inbox(tx, handled)
@@ -205,6 +201,33 @@ class ConsumerRunner:
                     await self._run_batch(tx, run_key, run)
         finally:
             set_traceparent(None)
+        return [(m, outcomes[id(m)]) for m, _ in parsed]
+
+    async def _apply_topic_batch(
+        self, handler: TopicHandler, parsed: list[tuple[ConsumerRecord, CloudEvent]],
+        handled: list[tuple[ConsumerRecord, CloudEvent]], outcomes: dict[int, str],
+    ) -> list[tuple[ConsumerRecord, str]]:
+        topic = parsed[0][0].topic
+        try:
+            async with self.db.transaction() as tx:
+                fresh = (await self._record_many_in_inbox(tx, handled) if self.inbox[topic]
+                         else {e.id for _, e in handled})
+                events: list[CloudEvent] = []
+                for message, event in handled:
+                    if event.id in fresh:
+                        fresh.discard(event.id)
+                        events.append(event)
+                        outcomes[id(message)] = "applied"
+                    else:
+                        outcomes[id(message)] = "duplicate"
+                set_traceparent(events[0].traceparent if events else None)
+                refused = await handler(tx, events) if events else {}
+        finally:
+            set_traceparent(None)
+        for message, event in handled:
+            if event.id in refused and outcomes[id(message)] == "applied":
+                await self.dead_letter(message, refused[event.id], event.id)
+                outcomes[id(message)] = "dead_lettered"
         return [(m, outcomes[id(m)]) for m, _ in parsed]
 
     async def _run_batch(self, tx: Transaction, key: tuple[str, str] | None, events: list[CloudEvent]) -> None:
@@ -262,7 +285,7 @@ class ConsumerRunner:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                if _is_transient(exc):
+                if is_transient(exc):
                     log.warning(
                         "transient database failure; retrying event",
                         extra={"fields": {"event_id": event.id, "error": repr(exc)}},
@@ -279,7 +302,7 @@ class ConsumerRunner:
 
     async def _apply(self, message: ConsumerRecord, event: CloudEvent, handler: Handler) -> bool:
         async with self.db.transaction() as tx:
-            if not await self._record_in_inbox(tx, message, event.id, "applied"):
+            if self.inbox[message.topic] and not await self._record_in_inbox(tx, message, event.id, "applied"):
                 return False
             await handler(tx, event)
         return True
@@ -312,6 +335,8 @@ class ConsumerRunner:
 
     async def dead_letter(self, message: ConsumerRecord, reason: str, event_id: str | None) -> None:
         """Sends the message unchanged to `<topic>.dlq`, then records it so a redelivery is not sent twice."""
+        if not self.inbox.get(message.topic, True):
+            event_id = None  # a topic without an inbox: its handlers refuse a redelivered bad event again
         if event_id is not None and await self._seen(event_id):
             return
         headers = [

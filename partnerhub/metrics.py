@@ -24,3 +24,7 @@ CONSUMER_LAG = Gauge("partnerhub_consumer_lag", "Messages behind the end of the 
 RECALCULATION_SECONDS = Histogram(
     "partnerhub_recalculation_duration_seconds", "Recalculation run duration", ["service", "trigger"]
 )
+SALES_SET_ASIDE = Counter(
+    "partnerhub_sales_set_aside_total", "Sales that could not be priced and were set aside with their reason",
+    ["service"],
+)

@@ -18,6 +18,11 @@ def to_utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
+def stored_utc(value: datetime) -> datetime:
+    """A timestamp read back from PostgreSQL: +/-infinity comes back without a zone, and is UTC like the rest."""
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
 def isoformat(value: datetime) -> str:
     return to_utc(value).isoformat().replace("+00:00", "Z")
 

@@ -22,7 +22,10 @@ from partnerhub.http import (
 )
 from partnerhub.problems import Problem
 from partnerhub.service import Ctx
+from partnerhub.timeutil import stored_utc
 from services.incentives import usecases
+from services.incentives.domain import ItemView, explain
+from services.incentives.domain import Program as DomainProgram
 from services.incentives.repository import IncentivesRepository
 from services.incentives.schemas import (
     Accrual,
@@ -38,6 +41,7 @@ from services.incentives.schemas import (
     RecalculationRun,
     SaleAccepted,
     SaleIn,
+    SaleView,
     Statement,
 )
 
@@ -152,6 +156,31 @@ async def cancel_sale(sale_id: str, body: CancelIn, ctx: Ctx, principal: System)
     return json_response({"sale_id": sale_id, "outcome": outcome}, 202)
 
 
+@router.get("/sales/{sale_id}", response_model=SaleView, tags=["sales"],
+            summary="One sale: its status, its items, and why it could not be priced if it could not")
+async def get_sale(sale_id: str, ctx: Ctx, principal: Anyone) -> SaleView:
+    async with ctx.db.transaction() as tx:
+        repo = IncentivesRepository(tx.session)
+        sale = await repo.get_sale(sale_id)
+        if sale is None or not principal.may_see_partner(sale.partner_id):
+            raise Problem(404, detail=f"sale {sale_id!r} was not found")
+        views = await repo.sale_items(sale_id)
+        programs = {p.code: p for p in await repo.programs()} if views else {}
+    return SaleView.model_validate({
+        **sale._mapping, "booked_at": stored_utc(sale.booked_at),
+        "status": "cancelled" if sale.cancelled_at is not None else sale.status,
+        "items": [accrual_view(view, programs) for view in views],
+    })
+
+
+def accrual_view(view: ItemView, programs: dict[str, DomainProgram]) -> Accrual:
+    return Accrual(
+        sale_id=view.sale_id, program_code=view.program_code, base_amount=view.base_amount, rate=view.rate,
+        amount=view.amount, currency=view.currency, status=view.status, classification=view.classification,
+        tier=view.tier, explanation=explain(view, programs.get(view.program_code or "")), period=view.sale_period,
+    )
+
+
 # --- accruals and ledger ------------------------------------------------------------------------
 @router.get("/partners/{partner_id}/accruals", response_model=Page[Accrual], tags=["accruals"],
             summary="Current value of every (sale, program) of a partner")
@@ -165,12 +194,12 @@ async def list_accruals(
         rows = await IncentivesRepository(tx.session).accruals(
             partner_id, period, sale_id, (str(after[0]), str(after[1])) if after else None, limit + 1
         )
-    items = [
-        Accrual.model_validate({**r._mapping, "program_code": r.program_code or None, "period": r.sale_period})
-        for r in rows[:limit]
-    ]
+        programs = {p.code: p for p in await IncentivesRepository(tx.session).programs()}
+    items = [accrual_view(view, programs) for view in rows[:limit]]
     last = rows[limit - 1] if len(rows) > limit else None
-    return Page[Accrual](items=items, next_cursor=encode_cursor(last.sale_id, last.program_code) if last else None)
+    return Page[Accrual](
+        items=items, next_cursor=encode_cursor(last.sale_id, last.program_code or "") if last else None
+    )
 
 
 @router.get("/partners/{partner_id}/ledger", response_model=Page[LedgerEntry], tags=["accruals"],

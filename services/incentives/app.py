@@ -12,11 +12,13 @@ from services.incentives.handlers import subscriptions
 from services.incentives.repository import IncentivesRepository
 
 log = logging.getLogger(__name__)
-IDLE_POLL_SECONDS = 0.1
+# Sales are priced as they are recorded; only those whose locks were busy then (a recalculation held their
+# account, partner or sku) wait as received, so a short poll of one partial index finds them cheaply.
+IDLE_POLL_SECONDS = 0.25
 
 
 async def price_received_sales(ctx: ServiceContext) -> None:
-    """Prices received sales in set-based batches, one replica at a time, as they arrive."""
+    """Prices the sales left waiting as received, in set-based batches, one replica at a time."""
     while True:
         try:
             async with ctx.db.transaction() as tx:

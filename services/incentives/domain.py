@@ -1,18 +1,28 @@
-"""Pricing rules: rule matching, sale status, items and their explanations. Pure, no I/O."""
+"""Pricing and posting rules: sale facts as of booked_at, rule matching, items, ledger entries, BIP and the
+events they imply. Pure: no I/O."""
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from bisect import bisect_right
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
+from typing import Any, Generic, TypeVar
 
+from partnerhub.events import OutgoingEvent
 from partnerhub.money import format_money, format_rate, round_money
 from partnerhub.timeutil import isoformat
 
 ANY = "*"
 ZERO = Decimal("0.00")
+TOPIC = "incentives.accruals"
+# What a NUMERIC(18, 2) ledger column holds: a rebate at or beyond it cannot be booked.
+LARGEST_AMOUNT = Decimal("1e16")
+
+T = TypeVar("T")
 
 
 class ProgramKind(StrEnum):
@@ -30,10 +40,25 @@ class SaleStatus(StrEnum):
     CANCELLED = "cancelled"
 
 
+class EntryKind(StrEnum):
+    ORIGINAL = "original"
+    ADJUSTMENT = "adjustment"
+    BIP = "bip"
+    DISPUTE_SETTLEMENT = "dispute_settlement"
+
+
+RECEIVED = "received"
 NO_PROGRAM = "no_program"
+# A (sale, program) that no longer applies but has ledger entries: kept so its revisions continue.
+WITHDRAWN = "withdrawn"
 ON_HOLD_STATUSES = frozenset({"suspended", "terminated"})
 
 
+class PricingError(Exception):
+    """A sale that cannot be priced; it is set aside with this sentence and never blocks another."""
+
+
+# --- rules and programs -------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Rule:
     classification: str
@@ -90,10 +115,93 @@ class Program:
         return self.valid_from <= moment and (self.valid_to is None or moment < self.valid_to)
 
 
-@dataclass(frozen=True)
-class SaleFacts:
-    """A sale and the state of everything it is priced with, as of its booked_at."""
+# --- upstream state over time -------------------------------------------------------------------
+class Timeline(Generic[T]):
+    """Effective-dated values: at t holds the latest entry (in effective order) starting at or before t; the
+    state an aggregate was created with (its first entry) also holds for all time before it."""
 
+    __slots__ = ("starts", "values")
+
+    def __init__(self, entries: Iterable[tuple[datetime, T]]) -> None:
+        ordered = list(entries)  # in (effective_from, recorded order)
+        self.starts = [start for start, _ in ordered]
+        self.values = [value for _, value in ordered]
+
+    def at(self, moment: datetime) -> T:
+        return self.values[max(bisect_right(self.starts, moment), 1) - 1]
+
+
+@dataclass(frozen=True)
+class Grant:
+    code: str
+    valid_from: datetime
+    valid_to: datetime | None
+
+    def covers(self, moment: datetime) -> bool:
+        return self.valid_from <= moment and (self.valid_to is None or moment < self.valid_to)
+
+
+@dataclass(frozen=True)
+class Product:
+    category: str
+    eligibility: Timeline[bool]
+
+
+@dataclass
+class Replicas:
+    """What incentives knows of accounts, partners and products, each over time."""
+
+    classifications: dict[uuid.UUID, Timeline[str]] = field(default_factory=dict)
+    owners: dict[uuid.UUID, Timeline[uuid.UUID | None]] = field(default_factory=dict)
+    tiers: dict[uuid.UUID, Timeline[str]] = field(default_factory=dict)
+    statuses: dict[uuid.UUID, Timeline[str]] = field(default_factory=dict)
+    certifications: dict[uuid.UUID, list[Grant]] = field(default_factory=dict)
+    products: dict[str, Product] = field(default_factory=dict)
+    accounts_seen: set[uuid.UUID] = field(default_factory=set)
+    partners_seen: set[uuid.UUID] = field(default_factory=set)
+    skus_seen: set[str] = field(default_factory=set)
+
+    def missing(self, sales: Iterable[Sale]) -> tuple[set[uuid.UUID], set[uuid.UUID], set[str]]:
+        """The accounts, partners and skus of these sales not loaded yet."""
+        accounts, partners, skus = set(), set(), set()
+        for sale in sales:
+            accounts.add(sale.account_id)
+            partners.add(sale.partner_id)
+            skus.add(sale.sku)
+        accounts -= self.accounts_seen
+        partners -= self.partners_seen
+        skus -= self.skus_seen
+        self.accounts_seen |= accounts
+        self.partners_seen |= partners
+        self.skus_seen |= skus
+        return accounts, partners, skus
+
+    def facts(self, sale: Sale) -> SaleFacts:
+        at = sale.booked_at
+        product = self.products.get(sale.sku)
+        classification = self.classifications.get(sale.account_id)
+        owner = self.owners.get(sale.account_id)
+        tier = self.tiers.get(sale.partner_id)
+        status = self.statuses.get(sale.partner_id)
+        grants = self.certifications.get(sale.partner_id, ())
+        return SaleFacts(
+            sale=sale,
+            product_known=product is not None,
+            rebate_eligible=product.eligibility.at(at) if product is not None else None,
+            category=product.category if product is not None else None,
+            account_known=classification is not None,
+            classification=classification.at(at) if classification is not None else None,
+            owner_partner_id=owner.at(at) if owner is not None else None,
+            partner_known=tier is not None,
+            tier=tier.at(at) if tier is not None else None,
+            partner_status=status.at(at) if status is not None else None,
+            certifications=frozenset(g.code for g in grants if g.covers(at)),
+        )
+
+
+# --- sales and their pricing --------------------------------------------------------------------
+@dataclass(frozen=True)
+class Sale:
     sale_id: str
     partner_id: uuid.UUID
     account_id: uuid.UUID
@@ -101,7 +209,22 @@ class SaleFacts:
     amount: Decimal
     currency: str
     booked_at: datetime
-    cancelled: bool
+    sale_period: str
+    recorded_event_id: str
+    cancelled_at: datetime | None = None
+    cancel_event_id: str | None = None
+    status: str = RECEIVED
+
+    @property
+    def cancelled(self) -> bool:
+        return self.cancelled_at is not None
+
+
+@dataclass(frozen=True)
+class SaleFacts:
+    """A sale and the state of everything it is priced with, as of its booked_at."""
+
+    sale: Sale
     product_known: bool
     rebate_eligible: bool | None
     category: str | None
@@ -116,12 +239,12 @@ class SaleFacts:
 
 @dataclass(frozen=True)
 class Item:
+    """The current value of a (sale, program); program_code is None for a sale's single no-program item."""
+
     program_code: str | None
-    base_amount: Decimal
     rate: Decimal | None
     amount: Decimal
     status: str
-    explanation: str
 
 
 @dataclass(frozen=True)
@@ -129,6 +252,10 @@ class Pricing:
     facts: SaleFacts
     status: SaleStatus
     items: tuple[Item, ...]
+    # The BIP programs the sale counts towards, each with its matching rule's rate (eligible sales only).
+    bip: tuple[tuple[str, Decimal], ...]
+    # What explains a zero: the missing upstream state, the conflicting owner or the partner's status.
+    detail: str | None
 
     @property
     def eligible(self) -> bool:
@@ -136,104 +263,439 @@ class Pricing:
 
 
 def sale_status(facts: SaleFacts) -> SaleStatus:
-    if facts.cancelled:
+    if facts.sale.cancelled:
         return SaleStatus.CANCELLED
     if not (facts.product_known and facts.account_known and facts.partner_known):
         return SaleStatus.UNPRICED
     if not facts.rebate_eligible:
         return SaleStatus.NOT_ELIGIBLE
-    if facts.owner_partner_id is not None and facts.owner_partner_id != facts.partner_id:
+    if facts.owner_partner_id is not None and facts.owner_partner_id != facts.sale.partner_id:
         return SaleStatus.CHANNEL_CONFLICT
     if facts.partner_status in ON_HOLD_STATUSES:
         return SaleStatus.ON_HOLD
     return SaleStatus.ACCRUED
 
 
-def _unknowns(facts: SaleFacts) -> str:
-    missing = []
-    if not facts.product_known:
-        missing.append(f"product {facts.sku}")
-    if not facts.account_known:
-        missing.append(f"account {facts.account_id}")
-    if not facts.partner_known:
-        missing.append(f"partner {facts.partner_id}")
-    return " and ".join(missing)
-
-
-def _why_zero(facts: SaleFacts, status: SaleStatus) -> str:
-    day = isoformat(facts.booked_at)
-    return {
-        SaleStatus.NOT_ELIGIBLE: f"product {facts.sku} is not rebate-eligible as of {day}",
-        SaleStatus.CHANNEL_CONFLICT: (
-            f"account {facts.account_id} is owned by another partner ({facts.owner_partner_id}) as of {day} "
-            "(channel conflict)"
-        ),
-        SaleStatus.ON_HOLD: f"the partner was {facts.partner_status} at {day} (on hold)",
-        SaleStatus.CANCELLED: "the sale was cancelled",
-    }.get(status, "")
-
-
-def price_sale(facts: SaleFacts, programs: list[Program]) -> Pricing:
-    """Prices one sale under every program valid at its booked_at; programs stack."""
-    status = sale_status(facts)
-    zero_amount = ZERO
+def _detail(facts: SaleFacts, status: SaleStatus) -> str | None:
     if status is SaleStatus.UNPRICED:
-        item = Item(None, facts.amount, None, zero_amount, status.value,
-                    f"Not priced yet: {_unknowns(facts)} is not known yet; it is priced automatically once known.")
-        return Pricing(facts, status, (item,))
+        missing = []
+        if not facts.product_known:
+            missing.append(f"product {facts.sale.sku}")
+        if not facts.account_known:
+            missing.append(f"account {facts.sale.account_id}")
+        if not facts.partner_known:
+            missing.append(f"partner {facts.sale.partner_id}")
+        return " and ".join(missing)
+    if status is SaleStatus.CHANNEL_CONFLICT:
+        return str(facts.owner_partner_id)
+    if status is SaleStatus.ON_HOLD:
+        return facts.partner_status
+    return None
 
-    items: list[Item] = []
-    for program in programs:
-        if program.kind is ProgramKind.BIP or not program.valid_at(facts.booked_at):
-            continue
-        if program.kind is ProgramKind.CAPABILITY_REBATE and program.required_certification not in facts.certifications:
-            continue
-        rule = most_specific(program.rules, facts.classification or "", facts.tier or "", facts.category or "")
-        if rule is None:
-            continue
-        full = round_money(rule.rate * facts.amount)
-        basis = (
-            f"rule ({rule.describe()}) matched classification {facts.classification}, tier {facts.tier}, "
-            f"category {facts.category} as of {isoformat(facts.booked_at)}"
+
+class Pricer:
+    """Prices sales under a fixed set of programs. Which rule of which program applies depends only on a few
+    facts, so it is decided once per combination and reused across a batch."""
+
+    def __init__(self, programs: Sequence[Program]) -> None:
+        self.programs = list(programs)
+        self.rebates = [p for p in programs if p.kind is not ProgramKind.BIP]
+        self.bips = [p for p in programs if p.kind is ProgramKind.BIP]
+        self.required = frozenset(p.required_certification for p in self.rebates if p.required_certification)
+        bounds = {p.valid_from for p in programs} | {p.valid_to for p in programs if p.valid_to is not None}
+        self.bounds = sorted(bounds)
+        self._matches: dict[tuple[Any, ...], tuple[tuple[tuple[str, Decimal], ...], tuple[tuple[str, Decimal], ...]]]
+        self._matches = {}
+
+    @property
+    def has_bip(self) -> bool:
+        return bool(self.bips)
+
+    def _match(self, facts: SaleFacts) -> tuple[tuple[tuple[str, Decimal], ...], tuple[tuple[str, Decimal], ...]]:
+        """(rebate program, rate) and (BIP program, rate) pairs whose most specific rule matches the facts."""
+        at = facts.sale.booked_at
+        held = facts.certifications & self.required
+        key = (bisect_right(self.bounds, at), facts.classification, facts.tier, facts.category, held)
+        found = self._matches.get(key)
+        if found is None:
+            classification, tier, category = facts.classification or "", facts.tier or "", facts.category or ""
+            rebates: list[tuple[str, Decimal]] = []
+            for program in self.rebates:
+                if not program.valid_at(at):
+                    continue
+                if program.kind is ProgramKind.CAPABILITY_REBATE and program.required_certification not in held:
+                    continue
+                rule = most_specific(program.rules, classification, tier, category)
+                if rule is not None:
+                    rebates.append((program.code, rule.rate))
+            bips: list[tuple[str, Decimal]] = []
+            for program in self.bips:
+                if program.valid_at(at):
+                    rule = most_specific(program.rules, classification, tier, category)
+                    if rule is not None:
+                        bips.append((program.code, rule.rate))
+            found = self._matches[key] = (tuple(rebates), tuple(bips))
+        return found
+
+    def price(self, facts: SaleFacts) -> Pricing:
+        """Prices one sale under every program valid at its booked_at; programs stack."""
+        status = sale_status(facts)
+        amount = facts.sale.amount
+        if status is SaleStatus.UNPRICED:
+            return Pricing(facts, status, (Item(None, None, ZERO, status.value),), (), _detail(facts, status))
+        rebates, bips = self._match(facts)
+        accrued = status is SaleStatus.ACCRUED
+        items = []
+        for code, rate in rebates:
+            value = round_money(rate * amount) if accrued else ZERO
+            if not -LARGEST_AMOUNT < value < LARGEST_AMOUNT:
+                raise PricingError(
+                    f"{code} would pay {value} {facts.sale.currency}, more than a ledger entry can hold"
+                )
+            items.append(Item(code, rate, value, status.value))
+        if not items:
+            items.append(Item(None, None, ZERO, NO_PROGRAM))
+        return Pricing(facts, status, tuple(items), bips if accrued else (), _detail(facts, status))
+
+
+def price_sale(facts: SaleFacts, programs: Sequence[Program]) -> Pricing:
+    return Pricer(programs).price(facts)
+
+
+# --- explanations, rendered when read -----------------------------------------------------------
+@dataclass(frozen=True)
+class ItemView:
+    """An item as stored, with its sale: all an explanation needs."""
+
+    sale_id: str
+    program_code: str | None
+    base_amount: Decimal
+    rate: Decimal | None
+    amount: Decimal
+    currency: str
+    status: str
+    sale_status: str
+    classification: str | None
+    tier: str | None
+    category: str | None
+    detail: str | None
+    sku: str
+    account_id: uuid.UUID
+    booked_at: datetime
+    sale_period: str
+
+
+def _why_zero(view: ItemView, status: str) -> str:
+    day = isoformat(view.booked_at)
+    reasons: dict[str, str] = {
+        SaleStatus.NOT_ELIGIBLE: f"product {view.sku} is not rebate-eligible as of {day}",
+        SaleStatus.CHANNEL_CONFLICT: (
+            f"account {view.account_id} is owned by another partner ({view.detail}) as of {day} (channel conflict)"
+        ),
+        SaleStatus.ON_HOLD: f"the partner was {view.detail} at {day} (on hold)",
+        SaleStatus.CANCELLED: "the sale was cancelled",
+    }
+    return reasons.get(status, "")
+
+
+def explain(view: ItemView, program: Program | None) -> str:
+    """The sentence a partner reads beside an item: what it pays and why, or why it pays nothing."""
+    day = isoformat(view.booked_at)
+    if view.status == SaleStatus.UNPRICED:
+        return f"Not priced yet: {view.detail} is not known yet; it is priced automatically once known."
+    if view.program_code is None or program is None or view.rate is None:
+        reason = f"no rebate program applies to this sale as of {day}"
+        if view.sale_status != SaleStatus.ACCRUED:
+            reason += f"; besides, {_why_zero(view, view.sale_status)}"
+        return reason[0].upper() + reason[1:] + "."
+    rule = most_specific(program.rules, view.classification or "", view.tier or "", view.category or "")
+    described = rule.describe() if rule is not None else "no longer matching"
+    basis = (
+        f"rule ({described}) matched classification {view.classification}, tier {view.tier}, "
+        f"category {view.category} as of {day}"
+    )
+    if program.kind is ProgramKind.CAPABILITY_REBATE:
+        basis += f", with certification {program.required_certification} held"
+    full = round_money(view.rate * view.base_amount)
+    if view.status == SaleStatus.ACCRUED:
+        return (
+            f"{program.code} pays {format_rate(view.rate)} x {format_money(view.base_amount)} {view.currency} = "
+            f"{format_money(full)} {view.currency}: {basis}."
         )
-        if program.kind is ProgramKind.CAPABILITY_REBATE:
-            basis += f", with certification {program.required_certification} held"
-        if status is SaleStatus.ACCRUED:
-            explanation = (
-                f"{program.code} pays {format_rate(rule.rate)} x {format_money(facts.amount)} {facts.currency} = "
-                f"{format_money(full)} {facts.currency}: {basis}."
-            )
-            items.append(Item(program.code, facts.amount, rule.rate, full, status.value, explanation))
-        else:
-            explanation = (
-                f"0.00 because {_why_zero(facts, status)}; otherwise {program.code} would pay "
-                f"{format_rate(rule.rate)} x {format_money(facts.amount)} = {format_money(full)} {facts.currency} "
-                f"({basis})."
-            )
-            items.append(Item(program.code, facts.amount, rule.rate, zero_amount, status.value, explanation))
-    if not items:
-        reason = f"no rebate program applies to this sale as of {isoformat(facts.booked_at)}"
-        if status is not SaleStatus.ACCRUED:
-            reason += f"; besides, {_why_zero(facts, status)}"
-        items.append(Item(None, facts.amount, None, zero_amount, NO_PROGRAM, reason[0].upper() + reason[1:] + "."))
-    return Pricing(facts, status, tuple(items))
+    return (
+        f"0.00 because {_why_zero(view, view.status)}; otherwise {program.code} would pay "
+        f"{format_rate(view.rate)} x {format_money(view.base_amount)} = {format_money(full)} {view.currency} "
+        f"({basis})."
+    )
 
 
-def bip_rates(pricing: Pricing, programs: list[Program]) -> list[tuple[str, Decimal]]:
-    """The BIP programs an eligible sale counts towards, each with the rate of its most specific rule."""
-    if not pricing.eligible:
-        return []
+# --- the ledger ---------------------------------------------------------------------------------
+def next_period(period: str) -> str:
+    year, month = map(int, period.split("-"))
+    return f"{year + month // 12:04d}-{month % 12 + 1:02d}"
+
+
+@dataclass(frozen=True)
+class Periods:
+    """Periods up to closed_through are closed for good; whatever changes them posts into the first open one."""
+
+    closed_through: str | None
+
+    @property
+    def first_open(self) -> str | None:
+        return next_period(self.closed_through) if self.closed_through else None
+
+    def post_into(self, period: str) -> str:
+        if self.closed_through is None or period > self.closed_through:
+            return period
+        return next_period(self.closed_through)
+
+
+@dataclass(frozen=True)
+class Position:
+    """What the ledger holds for a (sale, program) now: its current item and how many entries it has."""
+
+    amount: Decimal
+    status: str
+    revision: int
+
+
+@dataclass(frozen=True)
+class Entry:
+    partner_id: uuid.UUID
+    account_id: uuid.UUID | None
+    sale_id: str | None
+    program_code: str | None
+    amount: Decimal
+    currency: str
+    kind: EntryKind
+    revision: int
+    cause: str
+    period: str
+    sale_period: str
+
+
+@dataclass(frozen=True)
+class ItemRow:
+    """The new current state of a (sale, program), as saved."""
+
+    sale_id: str
+    program_code: str  # '' for the single no-program or unpriced item
+    partner_id: uuid.UUID
+    base_amount: Decimal
+    rate: Decimal | None
+    amount: Decimal
+    currency: str
+    status: str
+    classification: str | None
+    tier: str | None
+    category: str | None
+    detail: str | None
+    sale_period: str
+    revision: int
+
+
+BipGroup = tuple[uuid.UUID, str, str]  # partner, month, currency
+BipKey = tuple[uuid.UUID, str, str, str]  # partner, program, month, currency
+
+
+@dataclass
+class Posting:
+    """What pricing some sales means for the books: new items, ledger entries, sale statuses and events."""
+
+    items: list[ItemRow] = field(default_factory=list)
+    entries: list[Entry] = field(default_factory=list)
+    statuses: dict[str, str] = field(default_factory=dict)  # sales whose own status moved
+    events: list[OutgoingEvent] = field(default_factory=list)
+    contributions: list[tuple[str, str, uuid.UUID, str, str, Decimal, Decimal]] = field(default_factory=list)
+    # Each BIP group the sales touch, with the cause its moved bonus carries.
+    bip_groups: dict[BipGroup, str] = field(default_factory=dict)
+    recomputed: int = 0
+    changed: int = 0
+    delta: dict[str, Decimal] = field(default_factory=dict)
+
+    def add_delta(self, currency: str, amount: Decimal) -> None:
+        self.delta[currency] = self.delta.get(currency, ZERO) + amount
+
+
+def accrual_event(pricing: Pricing, type_: str, cause: str | None) -> OutgoingEvent:
+    sale = pricing.facts.sale
+    data: dict[str, Any] = {
+        "sale_id": sale.sale_id,
+        "partner_id": str(sale.partner_id),
+        "account_id": str(sale.account_id),
+        "sku": sale.sku,
+        "booked_at": isoformat(sale.booked_at),
+        "currency": sale.currency,
+        "amount": str(sale.amount),
+        "status": pricing.status.value,
+        "eligible": pricing.eligible,
+        "items": [{"program_code": i.program_code, "amount": str(i.amount), "status": i.status} for i in pricing.items],
+    }
+    if cause is not None:
+        data["cause"] = cause
+    return OutgoingEvent(topic=TOPIC, type=type_, key=str(sale.partner_id), subject=sale.sale_id, data=data)
+
+
+def post_sales(
+    pricings: Sequence[Pricing], positions: Mapping[str, Mapping[str, Position]], periods: Periods,
+    cause: Callable[[Sale], str],
+) -> Posting:
+    """Compares each sale's new items with what the ledger holds and appends one entry per difference.
+
+    An entry is `original` while the sale has no entry yet, else an `adjustment`; each (sale, program) counts
+    its revisions from 1; an entry for a sale of a closed period is posted into the first open one. A sale
+    priced for the first time is `accrual.recorded`; one whose items moved is `accrual.adjusted`.
+    """
+    posting = Posting()
+    for pricing in pricings:
+        _post_sale(posting, pricing, positions.get(pricing.facts.sale.sale_id, {}), periods, cause)
+    return posting
+
+
+def _post_sale(
+    posting: Posting, pricing: Pricing, held: Mapping[str, Position], periods: Periods, cause: Callable[[Sale], str]
+) -> None:
     facts = pricing.facts
-    rates = []
-    for program in programs:
-        if program.kind is not ProgramKind.BIP or not program.valid_at(facts.booked_at):
-            continue
-        rule = most_specific(program.rules, facts.classification or "", facts.tier or "", facts.category or "")
-        if rule is not None:
-            rates.append((program.code, rule.rate))
-    return rates
+    sale = facts.sale
+    posting.recomputed += 1
+    first_time = not held
+    original = all(position.revision == 0 for position in held.values())
+    new = {item.program_code or "": item for item in pricing.items}
+    changed = first_time or any(
+        code not in new for code, position in held.items() if position.status != WITHDRAWN
+    ) or any(
+        (position := held.get(code)) is None or position.status == WITHDRAWN
+        or position.amount != item.amount or position.status != item.status
+        for code, item in new.items()
+    )
+    why = cause(sale)
+    post_into = periods.post_into(sale.sale_period)
+
+    def revision_after(code: str, amount: Decimal) -> int:
+        position = held.get(code)
+        before = position.amount if position is not None else ZERO
+        revision = position.revision if position is not None else 0
+        difference = amount - before
+        if difference:
+            revision += 1
+            posting.entries.append(Entry(
+                sale.partner_id, sale.account_id, sale.sale_id, code or None, difference, sale.currency,
+                EntryKind.ORIGINAL if original else EntryKind.ADJUSTMENT, revision, why, post_into,
+                sale.sale_period,
+            ))
+            posting.add_delta(sale.currency, difference)
+        return revision
+
+    for code, item in new.items():
+        posting.items.append(ItemRow(
+            sale.sale_id, code, sale.partner_id, sale.amount, item.rate, item.amount, sale.currency, item.status,
+            facts.classification, facts.tier, facts.category, pricing.detail, sale.sale_period,
+            revision_after(code, item.amount),
+        ))
+    for code in held.keys() - new.keys():
+        revision = revision_after(code, ZERO)
+        if revision:
+            posting.items.append(ItemRow(
+                sale.sale_id, code, sale.partner_id, sale.amount, None, ZERO, sale.currency, WITHDRAWN,
+                facts.classification, facts.tier, facts.category, None, sale.sale_period, revision,
+            ))
+    if pricing.status.value != sale.status:
+        posting.statuses[sale.sale_id] = pricing.status.value
+    for code, rate in pricing.bip:
+        posting.contributions.append((sale.sale_id, code, sale.partner_id, sale.sale_period, sale.currency,
+                                      sale.amount, rate))
+    posting.bip_groups[(sale.partner_id, sale.sale_period, sale.currency)] = why
+    if first_time:
+        posting.events.append(accrual_event(pricing, "accrual.recorded", None))
+    elif changed:
+        posting.changed += 1
+        posting.events.append(accrual_event(pricing, "accrual.adjusted", why))
+    if first_time:
+        posting.changed += 1
+
+
+# --- business incentive programs ----------------------------------------------------------------
+@dataclass(frozen=True)
+class BipFigures:
+    """A BIP outcome's month as its contributions bring it now, and what the ledger booked for it so far."""
+
+    revenue: Decimal
+    weighted: Decimal
+    booked_bonus: Decimal | None  # None: never booked
+    revision: int
+
+
+@dataclass(frozen=True)
+class BipOutcome:
+    key: BipKey
+    revenue: Decimal
+    target: Decimal
+    bonus: Decimal
+    reached: bool
 
 
 def bip_bonus(revenue: Decimal, weighted_revenue: Decimal, target: Decimal) -> Decimal:
     """Once the month's matching eligible revenue reaches the target, the rate applies from the first dollar."""
     return round_money(weighted_revenue) if revenue >= target else ZERO
+
+
+def post_bip(
+    figures: Mapping[BipKey, BipFigures], targets: Mapping[str, Decimal], periods: Periods,
+    causes: Mapping[BipGroup, str],
+) -> tuple[list[BipOutcome], list[Entry]]:
+    """Each BIP outcome the sales touched, and one `bip` entry per outcome whose bonus moved."""
+    outcomes, entries = [], []
+    for key in sorted(figures, key=str):
+        partner_id, code, month, currency = key
+        figure = figures[key]
+        target = targets[code]
+        bonus = bip_bonus(figure.revenue, figure.weighted, target)
+        outcomes.append(BipOutcome(key, figure.revenue, target, bonus, figure.revenue >= target))
+        before = figure.booked_bonus or ZERO
+        if bonus != before:
+            entries.append(Entry(
+                partner_id, None, None, code, bonus - before, currency, EntryKind.BIP, figure.revision + 1,
+                causes[(partner_id, month, currency)], periods.post_into(month), month,
+            ))
+    return outcomes, entries
+
+
+# --- recalculation runs -------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Trigger:
+    """What caused a recalculation run, and whom it ran for."""
+
+    type: str
+    event_id: str
+    account_id: uuid.UUID | None = None
+    partner_id: uuid.UUID | None = None
+    sku: str | None = None
+    program_code: str | None = None
+    effective_from: datetime | None = None
+
+    @property
+    def key(self) -> str:
+        return str(self.account_id or self.partner_id or self.sku or self.program_code)
+
+
+def delta_view(delta: Mapping[str, Decimal]) -> list[dict[str, str]]:
+    return [{"currency": c, "amount": format_money(a)} for c, a in sorted(delta.items()) if a]
+
+
+def recalculation_completed(
+    run_id: uuid.UUID, trigger: Trigger, recomputed: int, changed: int, delta: Mapping[str, Decimal],
+    finished_at: datetime,
+) -> OutgoingEvent:
+    return OutgoingEvent(
+        topic=TOPIC, type="recalculation.completed", key=trigger.key, subject=str(run_id),
+        data={
+            "run_id": str(run_id), "trigger_type": trigger.type, "trigger_event_id": trigger.event_id,
+            "account_id": str(trigger.account_id) if trigger.account_id else None,
+            "partner_id": str(trigger.partner_id) if trigger.partner_id else None,
+            "sku": trigger.sku, "program_code": trigger.program_code,
+            "effective_from": isoformat(trigger.effective_from) if trigger.effective_from else None,
+            "sales_recomputed": recomputed, "sales_changed": changed, "delta": delta_view(delta),
+            "status": "completed", "finished_at": isoformat(finished_at),
+        },
+    )

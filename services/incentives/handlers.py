@@ -5,9 +5,9 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from partnerhub.consumer import Handler, Rejected, Subscription
+from partnerhub.consumer import Handler, Rejected, Subscription, validation_reason
 from partnerhub.db import Transaction
 from partnerhub.events import CloudEvent
 from partnerhub.types import UtcDatetime
@@ -74,23 +74,29 @@ class CertificationChange(Partner):
     revoked_at: UtcDatetime | None = None
 
 
-async def on_sale_recorded(tx: Transaction, event: CloudEvent) -> None:
-    await on_sales_recorded(tx, [event])
+async def on_sales(tx: Transaction, events: list[CloudEvent]) -> dict[str, str]:
+    """A partition's batch of sale.recorded and sale.cancelled events, recorded and priced together; an event
+    whose data is invalid, or a sale recorded again with other content, is refused alone."""
+    refused: dict[str, str] = {}
+    recorded: list[tuple[SaleIn, str]] = []
+    cancelled: list[usecases.Cancellation] = []
+    for event in events:
+        try:
+            if event.type == "sale.recorded":
+                recorded.append((SaleRecorded.model_validate(event.data), event.id))
+            else:
+                cancel = SaleCancelled.model_validate(event.data)
+                cancelled.append(usecases.Cancellation(cancel.sale_id, cancel.cancelled_at, event.id))
+        except ValidationError as exc:
+            refused[event.id] = validation_reason(exc)
+    recording = await usecases.record_sales(tx, recorded, cancelled)
+    return refused | recording.rejected
 
 
-async def on_sales_recorded(tx: Transaction, events: list[CloudEvent]) -> None:
-    """A run of sale.recorded events in one statement; any bad one fails the run, which is then retried
-    one event at a time so that only the bad one is dead-lettered."""
-    sales = [(SaleRecorded.model_validate(event.data), event.id) for event in events]
-    try:
-        await usecases.receive_sales(tx, sales)
-    except usecases.SaleConflict as exc:
-        raise Rejected(str(exc)) from exc
-
-
-async def on_sale_cancelled(tx: Transaction, event: CloudEvent) -> None:
-    cancel = SaleCancelled.model_validate(event.data)
-    await usecases.cancel_sale(tx, cancel.sale_id, cancel.cancelled_at, event.id)
+async def on_sale(tx: Transaction, event: CloudEvent) -> None:
+    refused = await on_sales(tx, [event])
+    if event.id in refused:
+        raise Rejected(refused[event.id])
 
 
 async def on_account_created(tx: Transaction, event: CloudEvent) -> None:
@@ -163,7 +169,7 @@ async def on_certification_ended(tx: Transaction, event: CloudEvent) -> None:
 
 
 def subscriptions() -> list[Subscription]:
-    sales: dict[str, Handler] = {"sale.recorded": on_sale_recorded, "sale.cancelled": on_sale_cancelled}
+    sales: dict[str, Handler] = {"sale.recorded": on_sale, "sale.cancelled": on_sale}
     accounts: dict[str, Handler] = {
         "account.created": on_account_created,
         "account.reclassified": on_account_reclassified,
@@ -178,7 +184,8 @@ def subscriptions() -> list[Subscription]:
         "partner.certification_expired": on_certification_ended,
     }
     return [
-        Subscription("sales.recorded", sales, batch_handlers={"sale.recorded": on_sales_recorded}),
+        # A sale row is unique by its sale_id and a cancellation applies once: no inbox row per event needed.
+        Subscription("sales.recorded", sales, batch=on_sales, inbox=False),
         Subscription("accounts.accounts", accounts),
         Subscription("registry.partners", partners),
     ]

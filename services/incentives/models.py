@@ -112,12 +112,15 @@ sales = sa.Table(
     sa.Column("recorded_event_id", sa.Text, nullable=False),
     sa.Column("cancelled_at", TS),
     sa.Column("cancel_event_id", sa.Text),
+    # Why the sale could not be priced; it is set aside (never blocking another) until a change touches it.
+    sa.Column("pricing_error", sa.Text),
     sa.Column("recorded_at", TS, nullable=False, server_default=sa.func.now()),
     sa.Index("sales_account", "account_id", "booked_at"),
     sa.Index("sales_partner", "partner_id", "booked_at"),
     sa.Index("sales_sku", "sku", "booked_at"),
     sa.Index("sales_booked", "booked_at"),
-    sa.Index("sales_received", "recorded_at", "sale_id", postgresql_where=sa.text("status = 'received'")),
+    sa.Index("sales_received", "recorded_at", "sale_id",
+             postgresql_where=sa.text("status = 'received' AND pricing_error IS NULL")),
 )
 
 # A cancellation that arrives before its sale waits here.
@@ -130,8 +133,9 @@ pending_cancellations = sa.Table(
     sa.Column("received_at", TS, nullable=False, server_default=sa.func.now()),
 )
 
-# Current value of every (sale, program): derived state, always equal to the sum of the ledger.
-# program_code is '' for the single no-program / unpriced item of a sale.
+# Current value of every (sale, program): derived state, always equal to the sum of the ledger, with the
+# facts its explanation is rendered from when read. program_code is '' for the single no-program / unpriced
+# item of a sale; status 'withdrawn' keeps a (sale, program) that no longer applies but has ledger entries.
 accrual_items = sa.Table(
     "accrual_items",
     metadata,
@@ -145,8 +149,11 @@ accrual_items = sa.Table(
     sa.Column("status", sa.Text, nullable=False),
     sa.Column("classification", sa.Text),
     sa.Column("tier", sa.Text),
-    sa.Column("explanation", sa.Text, nullable=False),
+    sa.Column("category", sa.Text),
+    sa.Column("detail", sa.Text),
     sa.Column("sale_period", sa.String(7), nullable=False),
+    # How many ledger entries this (sale, program) has: the next one's revision is this + 1.
+    sa.Column("revision", sa.Integer, nullable=False, server_default="0"),
     sa.Column("updated_at", TS, nullable=False, server_default=sa.func.now()),
     sa.Index("accrual_items_partner", "partner_id", "sale_period", "sale_id"),
 )
@@ -232,6 +239,7 @@ bip_totals = sa.Table(
     sa.Column("target", MONEY, nullable=False),
     sa.Column("bonus", MONEY, nullable=False),
     sa.Column("reached", sa.Boolean, nullable=False),
+    sa.Column("revision", sa.Integer, nullable=False, server_default="0"),
     sa.Column("updated_at", TS, nullable=False, server_default=sa.func.now()),
 )
 

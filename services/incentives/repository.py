@@ -3,21 +3,74 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from partnerhub.db import advisory_lock, copy_rows, try_advisory_lock
 from partnerhub.timeutil import BEGINNING
 from services.incentives import models as m
-from services.incentives.domain import Pricing, Program, ProgramKind, Rule, SaleFacts
+from services.incentives.domain import (
+    BipFigures,
+    BipGroup,
+    BipKey,
+    BipOutcome,
+    Entry,
+    Grant,
+    ItemView,
+    Position,
+    Posting,
+    Product,
+    Program,
+    ProgramKind,
+    Replicas,
+    Rule,
+    Sale,
+    Timeline,
+)
 
 LOCK_PROGRAMS = "incentives:programs"
+SALE_COLUMNS = ("sale_id", "partner_id", "account_id", "sku", "amount", "currency", "booked_at", "sale_period",
+                "fingerprint", "status", "recorded_event_id", "cancelled_at", "cancel_event_id", "pricing_error")
+SALE_FIELDS = ("s.sale_id, s.partner_id, s.account_id, s.sku, s.amount, s.currency, s.booked_at, s.sale_period, "
+               "s.recorded_event_id, s.cancelled_at, s.cancel_event_id, s.status")
+ITEM_COLUMNS = ("sale_id", "program_code", "partner_id", "base_amount", "rate", "amount", "currency", "status",
+                "classification", "tier", "category", "detail", "sale_period", "revision")
+LEDGER_COLUMNS = ("partner_id", "account_id", "sale_id", "program_code", "amount", "currency", "kind", "revision",
+                  "cause", "period", "sale_period", "run_id")
+CONTRIBUTION_COLUMNS = ("sale_id", "program_code", "partner_id", "period", "currency", "revenue", "rate")
+
+
+ITEM_VIEW = (
+    "SELECT a.sale_id, a.program_code, a.base_amount, a.rate, a.amount, a.currency, a.status, s.status AS sale_status, "
+    "a.classification, a.tier, a.category, a.detail, a.sale_period, s.sku, s.account_id, s.booked_at "
+    "FROM accrual_items a JOIN sales s ON s.sale_id = a.sale_id"
+)
+
+
+def _item_view(row: Any) -> ItemView:
+    return ItemView(row.sale_id, row.program_code or None, row.base_amount, row.rate, row.amount, row.currency,
+                    row.status, row.sale_status, row.classification, row.tier, row.category, row.detail, row.sku,
+                    row.account_id, row.booked_at, row.sale_period)
+
+
+def _sale(row: Any) -> Sale:
+    return Sale(row.sale_id, row.partner_id, row.account_id, row.sku, row.amount, row.currency, row.booked_at,
+                row.sale_period, row.recorded_event_id, row.cancelled_at, row.cancel_event_id, row.status)
+
+
+def _timelines(target: dict[Any, Timeline[Any]], rows: Iterable[Any]) -> None:
+    """Groups (key, effective_from, value) rows, ordered by key then effective order, into timelines."""
+    grouped: dict[Any, list[tuple[datetime, Any]]] = {}
+    for row in rows:
+        grouped.setdefault(row.key, []).append((row.effective_from, row.value))
+    for key, entries in grouped.items():
+        target[key] = Timeline(entries)
 
 
 @dataclass(frozen=True)
@@ -51,39 +104,6 @@ class SaleScope:
         return " AND ".join(clauses) or "true", params
 
 
-def _as_of(table: str, key: str, value: str, sale_key: str) -> str:
-    return (
-        f"LEFT JOIN LATERAL (SELECT {value} FROM {table} t WHERE t.{key} = s.{sale_key} "
-        f"AND t.effective_from <= s.booked_at ORDER BY t.effective_from DESC, t.id DESC LIMIT 1) AS {table} ON true"
-    )
-
-
-PRICING_INPUTS = f"""
-SELECT s.sale_id, s.partner_id, s.account_id, s.sku, s.amount, s.currency, s.booked_at,
-       s.cancelled_at IS NOT NULL AS cancelled,
-       p.sku IS NOT NULL AS product_known, product_eligibility.rebate_eligible, p.category,
-       account_classifications.classification, account_owners.owner_partner_id,
-       partner_tiers.tier, partner_statuses.status AS partner_status,
-       coalesce((SELECT array_agg(c.code) FROM partner_certifications c
-                 WHERE c.partner_id = s.partner_id AND c.valid_from <= s.booked_at
-                   AND (c.valid_to IS NULL OR s.booked_at < c.valid_to)), '{{}}') AS certifications
-FROM sales s
-LEFT JOIN products p ON p.sku = s.sku
-{_as_of("product_eligibility", "sku", "rebate_eligible", "sku")}
-{_as_of("account_classifications", "account_id", "classification", "account_id")}
-{_as_of("account_owners", "account_id", "owner_partner_id", "account_id")}
-{_as_of("partner_tiers", "partner_id", "tier", "partner_id")}
-{_as_of("partner_statuses", "partner_id", "status", "partner_id")}
-WHERE {{where}}
-ORDER BY s.sale_id
-"""
-
-NEW_ITEMS_COLUMNS = (
-    "sale_id", "program_code", "partner_id", "base_amount", "rate", "amount", "currency", "status",
-    "sale_status", "classification", "tier", "explanation", "sale_period",
-)
-
-
 class IncentivesRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
@@ -91,39 +111,26 @@ class IncentivesRepository:
     async def execute(self, statement: Any, params: Any = None) -> sa.Result[Any]:
         return await self.session.execute(statement, params)
 
-    async def try_lock(self, key: str) -> bool:
-        found = await self.session.execute(
-            sa.text("SELECT pg_try_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": key}
-        )
-        return bool(found.scalar())
+    async def lock(self, keys: Iterable[str], *, shared: bool = False) -> None:
+        await advisory_lock(self.session, keys, shared=shared)
 
-    async def wake_pricer(self) -> None:
-        await self.session.execute(sa.text("SELECT pg_notify('incentives_pricing', '')"))
+    async def try_lock(self, keys: Iterable[str], *, shared: bool = False) -> set[str]:
+        """Takes what it can without waiting; returns the keys held by someone else."""
+        return await try_advisory_lock(self.session, keys, shared=shared)
 
-    async def received_sales(self, limit: int) -> list[Any]:
-        s = m.sales.c
-        return list((await self.session.execute(
-            sa.select(s.sale_id, s.account_id, s.partner_id, s.sku)
-            .where(s.status == "received").order_by(s.recorded_at, s.sale_id).limit(limit)
-        )).all())
+    async def received_sales(self, limit: int) -> list[str]:
+        """Sales waiting for pricing (not set aside), oldest first."""
+        rows = await self.session.execute(sa.text(
+            "SELECT sale_id FROM sales WHERE status = 'received' AND pricing_error IS NULL "
+            "ORDER BY recorded_at, sale_id LIMIT :limit"
+        ), {"limit": limit})
+        return [row.sale_id for row in rows]
 
     async def count_received(self) -> int:
-        found = await self.session.execute(sa.text("SELECT count(*) FROM sales WHERE status = 'received'"))
+        found = await self.session.execute(sa.text(
+            "SELECT count(*) FROM sales WHERE status = 'received' AND pricing_error IS NULL"
+        ))
         return int(found.scalar() or 0)
-
-    async def recorded_causes(self, sale_ids: list[str]) -> dict[str, str]:
-        if not sale_ids:
-            return {}
-        rows = await self.session.execute(
-            sa.select(m.sales.c.sale_id, m.sales.c.recorded_event_id).where(m.sales.c.sale_id.in_(sale_ids))
-        )
-        return {row.sale_id: row.recorded_event_id for row in rows}
-
-    async def lock(self, *keys: str, shared: bool = False) -> None:
-        """Transaction-scoped advisory locks, always taken in the caller's order (programs, account, partner, sku)."""
-        function = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
-        for key in keys:
-            await self.session.execute(sa.text(f"SELECT {function}(hashtextextended(:key, 0))"), {"key": key})
 
     # --- replicas -------------------------------------------------------------------------
     async def knows(self, table: sa.Table, key: str, value: uuid.UUID) -> bool:
@@ -234,14 +241,30 @@ class IncentivesRepository:
     async def get_sale(self, sale_id: str) -> sa.Row[Any] | None:
         return (await self.session.execute(sa.select(m.sales).where(m.sales.c.sale_id == sale_id))).one_or_none()
 
-    async def cancel_sale(self, sale_id: str, cancelled_at: datetime, event_id: str) -> bool:
-        updated = await self.session.execute(
-            m.sales.update()
-            .where(m.sales.c.sale_id == sale_id, m.sales.c.cancelled_at.is_(None))
-            .values(cancelled_at=cancelled_at, cancel_event_id=event_id)
-            .returning(m.sales.c.sale_id)
-        )
-        return updated.scalar() is not None
+    async def cancel_sales(self, cancellations: Sequence[Any]) -> dict[str, sa.Row[Any]]:
+        """Cancels the sales not cancelled yet; returns those it cancelled, with their lock keys."""
+        if not cancellations:
+            return {}
+        rows = await self.session.execute(sa.text(
+            "UPDATE sales s SET cancelled_at = c.cancelled_at, cancel_event_id = c.event_id "
+            "FROM unnest(CAST(:ids AS text[]), CAST(:ats AS timestamptz[]), CAST(:events AS text[])) "
+            "AS c(sale_id, cancelled_at, event_id) WHERE s.sale_id = c.sale_id AND s.cancelled_at IS NULL "
+            "RETURNING s.sale_id, s.account_id, s.partner_id, s.sku"
+        ), {"ids": [c.sale_id for c in cancellations], "ats": [c.cancelled_at for c in cancellations],
+            "events": [c.event_id for c in cancellations]})
+        return {row.sale_id: row for row in rows}
+
+    async def mark_received(self, sale_ids: Sequence[str]) -> None:
+        """Leaves these sales to the pricer: they are priced again as soon as their locks are free."""
+        if sale_ids:
+            await self.session.execute(sa.text("UPDATE sales SET status = 'received' WHERE sale_id = ANY(:ids)"),
+                                       {"ids": list(sale_ids)})
+
+    async def sale_lock_keys(self, sale_ids: Sequence[str]) -> dict[str, tuple[str, str, str]]:
+        rows = await self.session.execute(sa.text(
+            "SELECT sale_id, account_id, partner_id, sku FROM sales WHERE sale_id = ANY(:ids)"
+        ), {"ids": list(sale_ids)})
+        return {r.sale_id: (f"account:{r.account_id}", f"partner:{r.partner_id}", f"sku:{r.sku}") for r in rows}
 
     async def keep_cancellation(self, sale_id: str, cancelled_at: datetime, event_id: str) -> None:
         await self.session.execute(
@@ -253,229 +276,194 @@ class IncentivesRepository:
     async def take_pending_cancellations(self, sale_ids: list[str]) -> list[Any]:
         if not sale_ids:
             return []
-        return list((
-            await self.session.execute(
-                m.pending_cancellations.delete()
-                .where(m.pending_cancellations.c.sale_id.in_(sale_ids))
-                .returning(m.pending_cancellations)
-            )
-        ).all())
+        return list((await self.session.execute(sa.text(
+            "DELETE FROM pending_cancellations WHERE sale_id = ANY(:ids) RETURNING sale_id, cancelled_at, event_id"
+        ), {"ids": list(sale_ids)})).all())
 
-    async def add_sales(self, rows: list[dict[str, Any]]) -> set[str]:
-        """Inserts the sales not recorded yet, in one statement; returns the ids it inserted."""
-        columns = ("sale_id", "partner_id", "account_id", "sku", "amount", "currency", "booked_at", "sale_period",
-                   "fingerprint", "status", "recorded_event_id")
-        types = ("text", "uuid", "uuid", "text", "numeric", "text", "timestamptz", "text", "text", "text", "text")
-        arrays = ", ".join(f"CAST(:{c} AS {t}[])" for c, t in zip(columns, types, strict=True))
-        result = await self.session.execute(
-            sa.text(f"INSERT INTO sales ({', '.join(columns)}) SELECT * FROM unnest({arrays}) "
-                    "ON CONFLICT (sale_id) DO NOTHING RETURNING sale_id"),
-            {c: [row[c] for row in rows] for c in columns},
-        )
-        return {row.sale_id for row in result}
+    async def known_sales(self, sale_ids: Sequence[str]) -> dict[str, sa.Row[Any]]:
+        """The sales already recorded among these ids, with what dedupes them and the keys that lock them."""
+        if not sale_ids:
+            return {}
+        rows = await self.session.execute(sa.text(
+            "SELECT sale_id, account_id, partner_id, sku, fingerprint, recorded_event_id, cancelled_at "
+            "FROM sales WHERE sale_id = ANY(:ids)"
+        ), {"ids": list(sale_ids)})
+        return {row.sale_id: row for row in rows}
 
-    async def fingerprints(self, sale_ids: list[str]) -> dict[str, tuple[str, str]]:
-        rows = await self.session.execute(
-            sa.select(m.sales.c.sale_id, m.sales.c.recorded_event_id, m.sales.c.fingerprint)
-            .where(m.sales.c.sale_id.in_(sale_ids))
-        )
-        return {row.sale_id: (row.recorded_event_id, row.fingerprint) for row in rows}
+    async def add_sales(self, sales: Sequence[Sale], fingerprints: Mapping[str, str],
+                        statuses: Mapping[str, str], errors: Mapping[str, str]) -> None:
+        """Inserts new sales with the status their pricing gave them (or 'received' with the error that set
+        them aside); the caller holds their account's lock, so none can have been inserted meanwhile."""
+        await copy_rows(self.session, "sales", SALE_COLUMNS, [
+            (s.sale_id, s.partner_id, s.account_id, s.sku, s.amount, s.currency, s.booked_at, s.sale_period,
+             fingerprints[s.sale_id], statuses.get(s.sale_id, s.status), s.recorded_event_id, s.cancelled_at,
+             s.cancel_event_id, errors.get(s.sale_id))
+            for s in sales
+        ])
 
-    # --- pricing --------------------------------------------------------------------------
-    async def lock_and_load_facts(self, scope: SaleScope) -> list[SaleFacts]:
-        """Row-locks the sales first, so a concurrent pass over the same sales waits and then sees its result."""
+    # --- pricing: bulk load ---------------------------------------------------------------
+    async def open_scope(self, scope: SaleScope) -> None:
+        """Row-locks the sales in scope as they are fetched, in sale_id order (the one order every pass takes),
+        so a concurrent pass over the same sales waits and then sees this one's result."""
         where, params = scope.where()
-        await self.session.execute(
-            sa.text(f"SELECT s.sale_id FROM sales s WHERE {where} ORDER BY s.sale_id FOR UPDATE"), params
-        )
-        rows = (await self.session.execute(sa.text(PRICING_INPUTS.replace("{where}", where)), params)).all()
-        return [
-            SaleFacts(
-                sale_id=r.sale_id,
-                partner_id=r.partner_id,
-                account_id=r.account_id,
-                sku=r.sku,
-                amount=r.amount,
-                currency=r.currency,
-                booked_at=r.booked_at,
-                cancelled=r.cancelled,
-                product_known=r.product_known,
-                rebate_eligible=r.rebate_eligible,
-                category=r.category,
-                account_known=r.classification is not None,
-                classification=r.classification,
-                owner_partner_id=r.owner_partner_id,
-                partner_known=r.tier is not None,
-                tier=r.tier,
-                partner_status=r.partner_status,
-                certifications=frozenset(r.certifications),
-            )
-            for r in rows
-        ]
+        await self.session.execute(sa.text(
+            f"DECLARE pricing_scope NO SCROLL CURSOR FOR SELECT {SALE_FIELDS} FROM sales s WHERE {where} "
+            "ORDER BY s.sale_id FOR UPDATE"
+        ), params)
+
+    async def fetch_scope(self, size: int) -> list[Sale]:
+        rows = await self.session.execute(sa.text(f"FETCH FORWARD {int(size)} FROM pricing_scope"))
+        return [_sale(row) for row in rows]
+
+    async def close_scope(self) -> None:
+        await self.session.execute(sa.text("CLOSE pricing_scope"))
+
+    async def load_replicas(self, replicas: Replicas, sales: Iterable[Sale]) -> None:
+        """Adds the timelines of the accounts, partners and products of these sales not loaded yet."""
+        accounts, partners, skus = replicas.missing(sales)
+        if accounts:
+            ids = {"ids": list(accounts)}
+            for table, column, target in (("account_classifications", "classification", replicas.classifications),
+                                          ("account_owners", "owner_partner_id", replicas.owners)):
+                _timelines(target, await self.session.execute(sa.text(
+                    f"SELECT account_id AS key, effective_from, {column} AS value FROM {table} "
+                    "WHERE account_id = ANY(:ids) ORDER BY account_id, effective_from, id"
+                ), ids))
+        if partners:
+            ids = {"ids": list(partners)}
+            for table, column, target in (("partner_tiers", "tier", replicas.tiers),
+                                          ("partner_statuses", "status", replicas.statuses)):
+                _timelines(target, await self.session.execute(sa.text(
+                    f"SELECT partner_id AS key, effective_from, {column} AS value FROM {table} "
+                    "WHERE partner_id = ANY(:ids) ORDER BY partner_id, effective_from, id"
+                ), ids))
+            for row in await self.session.execute(sa.text(
+                "SELECT partner_id, code, valid_from, valid_to FROM partner_certifications "
+                "WHERE partner_id = ANY(:ids) ORDER BY partner_id, id"
+            ), ids):
+                replicas.certifications.setdefault(row.partner_id, []).append(
+                    Grant(row.code, row.valid_from, row.valid_to))
+        if skus:
+            eligibility: dict[Any, Timeline[Any]] = {}
+            _timelines(eligibility, await self.session.execute(sa.text(
+                "SELECT sku AS key, effective_from, rebate_eligible AS value FROM product_eligibility "
+                "WHERE sku = ANY(:skus) ORDER BY sku, effective_from, id"
+            ), {"skus": list(skus)}))
+            for row in await self.session.execute(sa.text(
+                "SELECT sku, category FROM products WHERE sku = ANY(:skus)"
+            ), {"skus": list(skus)}):
+                replicas.products[row.sku] = Product(
+                    row.category, eligibility.get(row.sku) or Timeline([(BEGINNING, False)]))
+
+    async def positions(self, sale_ids: Sequence[str]) -> dict[str, dict[str, Position]]:
+        held: dict[str, dict[str, Position]] = {}
+        if not sale_ids:
+            return held
+        for row in await self.session.execute(sa.text(
+            "SELECT sale_id, program_code, amount, status, revision FROM accrual_items WHERE sale_id = ANY(:ids)"
+        ), {"ids": list(sale_ids)}):
+            held.setdefault(row.sale_id, {})[row.program_code] = Position(row.amount, row.status, row.revision)
+        return held
 
     async def closed_through(self) -> str | None:
         return (await self.session.execute(sa.select(m.period_close.c.closed_through))).scalar()
 
-    async def write_pricings(
-        self, pricings: list[Pricing], cause: str | None, run_id: uuid.UUID | None, closed_through: str | None,
-        first_open: str | None,
-    ) -> tuple[set[str], set[str], list[dict[str, Any]]]:
-        """Appends one ledger entry per changed (sale, program) and replaces the current items, set-based.
+    # --- pricing: bulk save ---------------------------------------------------------------
+    async def save_posting(self, posting: Posting, sale_ids: Sequence[str], run_id: uuid.UUID | None,
+                           replace: bool, bip: bool) -> None:
+        """Replaces the items of the sales posted and appends the entries: a few statements and COPYs."""
+        if replace:
+            await self.session.execute(sa.text("DELETE FROM accrual_items WHERE sale_id = ANY(:ids)"),
+                                       {"ids": list(sale_ids)})
+        await copy_rows(self.session, "accrual_items", ITEM_COLUMNS, [
+            (i.sale_id, i.program_code, i.partner_id, i.base_amount, i.rate, i.amount, i.currency, i.status,
+             i.classification, i.tier, i.category, i.detail, i.sale_period, i.revision)
+            for i in posting.items
+        ])
+        await self.append_entries(posting.entries, run_id)
+        if replace and posting.statuses:
+            await self.session.execute(sa.text(
+                "UPDATE sales s SET status = u.status FROM unnest(CAST(:ids AS text[]), CAST(:statuses AS text[])) "
+                "AS u(sale_id, status) WHERE s.sale_id = u.sale_id"
+            ), {"ids": list(posting.statuses), "statuses": list(posting.statuses.values())})
+        if replace:
+            # Priced now: whatever set them aside before no longer holds.
+            await self.session.execute(sa.text(
+                "UPDATE sales SET pricing_error = NULL WHERE sale_id = ANY(:ids) AND pricing_error IS NOT NULL"
+            ), {"ids": list(sale_ids)})
+        if bip:
+            if replace:
+                await self.session.execute(sa.text("DELETE FROM bip_contributions WHERE sale_id = ANY(:ids)"),
+                                           {"ids": list(sale_ids)})
+            await copy_rows(self.session, "bip_contributions", CONTRIBUTION_COLUMNS, posting.contributions)
 
-        Returns the sales whose money or status changed, the sales priced for the first time, and the
-        delta per currency.
-        """
-        if not pricings:
-            return set(), set(), []
-        await self.session.execute(sa.text(
-            "CREATE TEMP TABLE IF NOT EXISTS new_items (sale_id text, program_code text, partner_id uuid, "
-            "base_amount numeric(18,2), rate numeric(12,6), amount numeric(18,2), currency text, status text, "
-            "sale_status text, classification text, tier text, explanation text, sale_period text) "
-            "ON COMMIT DELETE ROWS"
-        ))
-        await self.session.execute(sa.text("TRUNCATE new_items"))
-        records = [
-            (
-                p.facts.sale_id, item.program_code or "", p.facts.partner_id, item.base_amount, item.rate,
-                item.amount, p.facts.currency, item.status, p.status.value, p.facts.classification,
-                p.facts.tier, item.explanation, p.facts.booked_at.strftime("%Y-%m"),
-            )
-            for p in pricings
-            for item in p.items
-        ]
-        connection = await self.session.connection()
-        raw = await connection.get_raw_connection()
-        await raw.driver_connection.copy_records_to_table(  # type: ignore[union-attr]
-            "new_items", records=records, columns=NEW_ITEMS_COLUMNS
-        )
-        if len(records) > 1000:
-            # Planner statistics matter for large recalculations, not for one sale's pricing.
-            await self.session.execute(sa.text("ANALYZE new_items"))
-        params = {"cause": cause, "run_id": run_id, "closed": closed_through or "", "first_open": first_open or ""}
-        first_time = {
-            row.sale_id
-            for row in await self.session.execute(sa.text(
-                "SELECT DISTINCT n.sale_id FROM new_items n "
-                "WHERE NOT EXISTS (SELECT 1 FROM accrual_items c WHERE c.sale_id = n.sale_id)"
-            ))
-        }
-        changed = {
-            row.sale_id
-            for row in await self.session.execute(sa.text(
-                "SELECT DISTINCT coalesce(n.sale_id, c.sale_id) AS sale_id "
-                "FROM new_items n FULL JOIN (SELECT * FROM accrual_items "
-                "  WHERE sale_id IN (SELECT sale_id FROM new_items)) c "
-                "  ON c.sale_id = n.sale_id AND c.program_code = n.program_code "
-                "WHERE n.sale_id IS NULL OR c.sale_id IS NULL OR n.amount <> c.amount OR n.status <> c.status"
-            ))
-        }
-        delta = [
-            {"currency": row.currency, "amount": row.amount}
-            for row in await self.session.execute(sa.text(
-                """
-                WITH current_items AS (
-                    SELECT sale_id, program_code, amount FROM accrual_items
-                    WHERE sale_id IN (SELECT sale_id FROM new_items)
-                ), diff AS (
-                    SELECT coalesce(n.sale_id, c.sale_id) AS sale_id,
-                           coalesce(n.program_code, c.program_code) AS program_code,
-                           coalesce(n.amount, 0) - coalesce(c.amount, 0) AS amount
-                    FROM new_items n FULL JOIN current_items c
-                      ON c.sale_id = n.sale_id AND c.program_code = n.program_code
-                ), entries AS (
-                    INSERT INTO ledger (partner_id, account_id, sale_id, program_code, amount, currency, kind,
-                                        revision, cause, period, sale_period, run_id)
-                    SELECT s.partner_id, s.account_id, d.sale_id, nullif(d.program_code, ''), d.amount, s.currency,
-                           CASE WHEN EXISTS (SELECT 1 FROM ledger l WHERE l.sale_id = d.sale_id)
-                                THEN 'adjustment' ELSE 'original' END,
-                           1 + (SELECT count(*) FROM ledger l WHERE l.sale_id = d.sale_id
-                                AND coalesce(l.program_code, '') = d.program_code),
-                           coalesce(CAST(:cause AS text), s.recorded_event_id),
-                           CASE WHEN s.sale_period > :closed THEN s.sale_period ELSE :first_open END,
-                           s.sale_period, :run_id
-                    FROM diff d JOIN sales s ON s.sale_id = d.sale_id
-                    WHERE d.amount <> 0
-                    ORDER BY d.sale_id, d.program_code
-                    RETURNING currency, amount
-                )
-                SELECT currency, sum(amount) AS amount FROM entries GROUP BY currency ORDER BY currency
-                """
-            ), params)
-        ]
-        await self.session.execute(sa.text(
-            "DELETE FROM accrual_items WHERE sale_id IN (SELECT sale_id FROM new_items)"
-        ))
-        await self.session.execute(sa.text(
-            "INSERT INTO accrual_items (sale_id, program_code, partner_id, base_amount, rate, amount, currency, "
-            "status, classification, tier, explanation, sale_period) "
-            "SELECT sale_id, program_code, partner_id, base_amount, rate, amount, currency, status, "
-            "classification, tier, explanation, sale_period FROM new_items"
-        ))
-        await self.session.execute(sa.text(
-            "UPDATE sales s SET status = n.sale_status "
-            "FROM (SELECT DISTINCT sale_id, sale_status FROM new_items) n "
-            "WHERE s.sale_id = n.sale_id AND s.status IS DISTINCT FROM n.sale_status"
-        ))
-        return changed, first_time, delta
+    async def append_entries(self, entries: Sequence[Entry], run_id: uuid.UUID | None) -> None:
+        await copy_rows(self.session, "ledger", LEDGER_COLUMNS, [
+            (e.partner_id, e.account_id, e.sale_id, e.program_code, e.amount, e.currency, e.kind.value, e.revision,
+             e.cause, e.period, e.sale_period, run_id)
+            for e in entries
+        ])
+
+    async def set_aside(self, errors: Mapping[str, str]) -> None:
+        """Keeps why each sale could not be priced; its items stay as they were."""
+        if errors:
+            await self.session.execute(sa.text(
+                "UPDATE sales s SET pricing_error = u.error FROM unnest(CAST(:ids AS text[]), "
+                "CAST(:errors AS text[])) AS u(sale_id, error) WHERE s.sale_id = u.sale_id"
+            ), {"ids": list(errors), "errors": list(errors.values())})
 
     # --- business incentive programs ------------------------------------------------------
-    async def replace_bip_contributions(self, rows: list[tuple[Any, ...]]) -> None:
-        """Replaces the BIP contributions of the sales just priced (those in new_items)."""
-        await self.session.execute(sa.text(
-            "DELETE FROM bip_contributions WHERE sale_id IN (SELECT sale_id FROM new_items)"
-        ))
-        if rows:
-            raw = await (await self.session.connection()).get_raw_connection()
-            await raw.driver_connection.copy_records_to_table(  # type: ignore[union-attr]
-                "bip_contributions", records=rows,
-                columns=["sale_id", "program_code", "partner_id", "period", "currency", "revenue", "rate"],
-            )
-
-    async def bip_figures(self, groups: set[tuple[uuid.UUID, str, str]]) -> tuple[list[Any], list[Any]]:
-        """Per (partner, program, month, currency) in the groups: revenue and rate-weighted revenue now, and
-        the outcome currently booked."""
-        params = {
-            "partners": [g[0] for g in groups], "periods": [g[1] for g in groups], "currencies": [g[2] for g in groups],
-        }
+    async def bip_figures(self, groups: Iterable[BipGroup]) -> dict[BipKey, BipFigures]:
+        """Per (partner, program, month, currency) of the groups: the month's revenue and rate-weighted revenue
+        from its contributions now, and the bonus and revision booked so far."""
+        groups = list(groups)
+        if not groups:
+            return {}
+        params = {"partners": [g[0] for g in groups], "periods": [g[1] for g in groups],
+                  "currencies": [g[2] for g in groups]}
         in_groups = (
             "(partner_id, period, currency) IN (SELECT * FROM unnest(CAST(:partners AS uuid[]), "
             "CAST(:periods AS text[]), CAST(:currencies AS text[])))"
         )
-        figures = (await self.session.execute(sa.text(
-            "SELECT partner_id, program_code, period, currency, sum(revenue) AS revenue, "
-            f"sum(rate * revenue) AS weighted FROM bip_contributions WHERE {in_groups} GROUP BY 1, 2, 3, 4"
-        ), params)).all()
-        booked = (await self.session.execute(sa.text(
-            f"SELECT partner_id, program_code, period, currency, bonus FROM bip_totals WHERE {in_groups}"
-        ), params)).all()
-        return list(figures), list(booked)
+        rows = await self.session.execute(sa.text(f"""
+            WITH now AS (
+                SELECT partner_id, program_code, period, currency, sum(revenue) AS revenue,
+                       sum(rate * revenue) AS weighted
+                FROM bip_contributions WHERE {in_groups} GROUP BY 1, 2, 3, 4
+            ), booked AS (
+                SELECT partner_id, program_code, period, currency, bonus, revision FROM bip_totals WHERE {in_groups}
+            )
+            SELECT coalesce(n.partner_id, b.partner_id) AS partner_id,
+                   coalesce(n.program_code, b.program_code) AS program_code,
+                   coalesce(n.period, b.period) AS period, coalesce(n.currency, b.currency) AS currency,
+                   coalesce(n.revenue, 0) AS revenue, coalesce(n.weighted, 0) AS weighted, b.bonus,
+                   coalesce(b.revision, 0) AS revision
+            FROM now n FULL JOIN booked b USING (partner_id, program_code, period, currency)
+        """), params)
+        return {
+            (r.partner_id, r.program_code, r.period, r.currency): BipFigures(r.revenue, r.weighted, r.bonus, r.revision)
+            for r in rows
+        }
 
-    async def bip_revisions(self, keys: list[tuple[uuid.UUID, str, str, str]]) -> dict[tuple[Any, ...], int]:
-        """How many ledger entries each BIP outcome (partner, program, month, currency) has so far."""
-        if not keys:
-            return {}
-        rows = await self.session.execute(sa.text(
-            "SELECT partner_id, program_code, sale_period, currency, count(*) AS entries FROM ledger "
-            "WHERE sale_id IS NULL AND (partner_id, program_code, sale_period, currency) IN (SELECT * FROM unnest("
-            "CAST(:partners AS uuid[]), CAST(:programs AS text[]), CAST(:periods AS text[]), "
-            "CAST(:currencies AS text[]))) GROUP BY 1, 2, 3, 4"
-        ), {"partners": [k[0] for k in keys], "programs": [k[1] for k in keys], "periods": [k[2] for k in keys],
-            "currencies": [k[3] for k in keys]})
-        return {(r.partner_id, r.program_code, r.sale_period, r.currency): r.entries for r in rows}
-
-    async def save_bip(self, outcomes: list[dict[str, Any]], entries: list[dict[str, Any]]) -> None:
+    async def save_bip(self, outcomes: Sequence[BipOutcome], entries: Sequence[Entry],
+                       run_id: uuid.UUID | None) -> None:
         if outcomes:
+            revisions = {(e.partner_id, e.program_code, e.sale_period, e.currency): e.revision for e in entries}
             statement = insert(m.bip_totals)
             await self.session.execute(
                 statement.on_conflict_do_update(
                     index_elements=["partner_id", "program_code", "period", "currency"],
-                    set_={c: statement.excluded[c] for c in ("revenue", "target", "bonus", "reached")}
-                    | {"updated_at": sa.func.now()},
+                    set_={"revenue": statement.excluded.revenue, "target": statement.excluded.target,
+                          "bonus": statement.excluded.bonus, "reached": statement.excluded.reached,
+                          "revision": sa.func.greatest(m.bip_totals.c.revision, statement.excluded.revision),
+                          "updated_at": sa.func.now()},
                 ),
-                outcomes,
+                [{"partner_id": o.key[0], "program_code": o.key[1], "period": o.key[2], "currency": o.key[3],
+                  "revenue": o.revenue, "target": o.target, "bonus": o.bonus, "reached": o.reached,
+                  "revision": revisions.get(o.key, 0)} for o in outcomes],
             )
-        if entries:
-            await self.session.execute(m.ledger.insert(), entries)
+        await self.append_entries(entries, run_id)
+
 
     async def bip_progress(self, partner_id: uuid.UUID, period: str | None) -> list[sa.Row[Any]]:
         b = m.bip_totals.c
@@ -530,13 +518,8 @@ class IncentivesRepository:
         ))
 
     # --- runs -----------------------------------------------------------------------------
-    async def start_run(self, values: dict[str, Any]) -> None:
+    async def record_run(self, values: dict[str, Any]) -> None:
         await self.session.execute(m.recalculation_runs.insert().values(**values))
-
-    async def finish_run(self, run_id: uuid.UUID, **values: Any) -> None:
-        await self.session.execute(
-            m.recalculation_runs.update().where(m.recalculation_runs.c.id == run_id).values(**values)
-        )
 
     async def list_runs(
         self, account_id: uuid.UUID | None, partner_id: uuid.UUID | None, after: tuple[datetime, uuid.UUID] | None,
@@ -556,16 +539,28 @@ class IncentivesRepository:
     async def accruals(
         self, partner_id: uuid.UUID, period: str | None, sale_id: str | None, after: tuple[str, str] | None,
         limit: int,
-    ) -> list[sa.Row[Any]]:
-        a = m.accrual_items.c
-        query = sa.select(m.accrual_items).where(a.partner_id == partner_id).order_by(a.sale_id, a.program_code)
+    ) -> list[ItemView]:
+        where = ["a.partner_id = :partner_id", "a.status <> 'withdrawn'"]
+        params: dict[str, Any] = {"partner_id": partner_id, "limit": limit}
         if period is not None:
-            query = query.where(a.sale_period == period)
+            where.append("a.sale_period = :period")
+            params["period"] = period
         if sale_id is not None:
-            query = query.where(a.sale_id == sale_id)
+            where.append("a.sale_id = :sale_id")
+            params["sale_id"] = sale_id
         if after is not None:
-            query = query.where(sa.tuple_(a.sale_id, a.program_code) > sa.tuple_(*after))
-        return list((await self.session.execute(query.limit(limit))).all())
+            where.append("(a.sale_id, a.program_code) > (:after_sale, :after_program)")
+            params |= {"after_sale": after[0], "after_program": after[1]}
+        rows = await self.session.execute(sa.text(
+            f"{ITEM_VIEW} WHERE {' AND '.join(where)} ORDER BY a.sale_id, a.program_code LIMIT :limit"
+        ), params)
+        return [_item_view(row) for row in rows]
+
+    async def sale_items(self, sale_id: str) -> list[ItemView]:
+        rows = await self.session.execute(sa.text(
+            f"{ITEM_VIEW} WHERE a.sale_id = :sale_id AND a.status <> 'withdrawn' ORDER BY a.program_code"
+        ), {"sale_id": sale_id})
+        return [_item_view(row) for row in rows]
 
     async def ledger(
         self, partner_id: uuid.UUID, period: str | None, sale_id: str | None, after: int | None, limit: int
@@ -579,18 +574,3 @@ class IncentivesRepository:
         if after is not None:
             query = query.where(entry.id > after)
         return list((await self.session.execute(query.limit(limit))).all())
-
-    async def current_items(self, sale_ids: Sequence[str]) -> dict[str, list[sa.Row[Any]]]:
-        rows = await self.session.execute(
-            sa.select(m.accrual_items)
-            .where(m.accrual_items.c.sale_id.in_(list(sale_ids)))
-            .order_by(m.accrual_items.c.sale_id, m.accrual_items.c.program_code)
-        )
-        items: dict[str, list[sa.Row[Any]]] = {}
-        for row in rows:
-            items.setdefault(row.sale_id, []).append(row)
-        return items
-
-
-def money_sum(values: Iterable[Decimal]) -> Decimal:
-    return sum(values, Decimal("0.00"))

@@ -146,6 +146,22 @@ class Accrual(BaseModel):
     period: str
 
 
+class SaleView(BaseModel):
+    sale_id: str
+    partner_id: uuid.UUID
+    account_id: uuid.UUID
+    sku: str
+    amount: Money
+    currency: str
+    booked_at: UtcDatetime
+    status: str = Field(description="the sale's status; received while it waits to be priced; or cancelled")
+    cancelled_at: UtcDatetime | None
+    pricing_error: str | None = Field(
+        default=None, description="why the sale could not be priced: it is set aside until a change touches it"
+    )
+    items: list[Accrual]
+
+
 class LedgerEntry(BaseModel):
     id: uuid.UUID
     sale_id: str | None

@@ -4,47 +4,52 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import time
 import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from partnerhub.db import Transaction
-from partnerhub.events import OutgoingEvent
+from partnerhub.db import Transaction, is_transient
 from partnerhub.http import check_if_match
-from partnerhub.metrics import RECALCULATION_SECONDS
+from partnerhub.metrics import RECALCULATION_SECONDS, SALES_SET_ASIDE
 from partnerhub.money import format_money
 from partnerhub.problems import Problem, conflict, not_found, unprocessable
-from partnerhub.timeutil import BEGINNING, isoformat, period_of, utcnow
+from partnerhub.timeutil import BEGINNING, period_of, utcnow
 from services.incentives import models as m
 from services.incentives.domain import (
-    Pricing,
+    ZERO,
+    BipGroup,
+    Periods,
+    Position,
+    Posting,
+    Pricer,
     Program,
-    ProgramKind,
+    Replicas,
     Rule,
-    bip_bonus,
-    bip_rates,
+    Sale,
+    Trigger,
+    delta_view,
     find_tie,
-    price_sale,
+    next_period,
+    post_bip,
+    post_sales,
+    recalculation_completed,
 )
 from services.incentives.repository import LOCK_PROGRAMS, IncentivesRepository, SaleScope
 from services.incentives.schemas import ProductIn, ProgramIn, SaleIn
 
-TOPIC = "incentives.accruals"
-RECEIVED = "received"
 PRICING_BATCH = 1000
+# A recalculation streams its sales in chunks of this many: memory stays bounded however many it touches.
+CHUNK = 5000
+log = logging.getLogger(__name__)
 
 
 class SaleConflict(Exception):
     """The same sale_id arrived with other content."""
-
-
-def next_period(period: str) -> str:
-    year, month = map(int, period.split("-"))
-    return f"{year + month // 12:04d}-{month % 12 + 1:02d}"
 
 
 def sale_fingerprint(sale: SaleIn) -> str:
@@ -52,168 +57,156 @@ def sale_fingerprint(sale: SaleIn) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def accrual_event(pricing: Pricing, type_: str, cause: str | None) -> OutgoingEvent:
-    facts = pricing.facts
-    data: dict[str, Any] = {
-        "sale_id": facts.sale_id,
-        "partner_id": str(facts.partner_id),
-        "account_id": str(facts.account_id),
-        "sku": facts.sku,
-        "booked_at": isoformat(facts.booked_at),
-        "currency": facts.currency,
-        "amount": format_money(facts.amount),
-        "status": pricing.status.value,
-        "eligible": pricing.eligible,
-        "items": [
-            {"program_code": item.program_code, "amount": format_money(item.amount), "status": item.status}
-            for item in pricing.items
-        ],
-    }
-    if cause is not None:
-        data["cause"] = cause
-    return OutgoingEvent(topic=TOPIC, type=type_, key=str(facts.partner_id), subject=facts.sale_id, data=data)
+def recorded_cause(sale: Sale) -> str:
+    """Pricing a sale as recorded (or cancelled): its entries are caused by its own event."""
+    return sale.cancel_event_id or sale.recorded_event_id
 
 
-@dataclass(frozen=True)
-class Trigger:
-    """What caused a recalculation run, and whom it ran for."""
-
-    type: str
-    event_id: str
-    account_id: uuid.UUID | None = None
-    partner_id: uuid.UUID | None = None
-    sku: str | None = None
-    program_code: str | None = None
-    effective_from: datetime | None = None
-
-    @property
-    def key(self) -> str:
-        return str(self.account_id or self.partner_id or self.sku or self.program_code)
+def _reason(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"pricing failed: {text or type(exc).__name__}"
 
 
-@dataclass(frozen=True)
-class RepriceResult:
+@dataclass
+class RunResult:
     sales_recomputed: int
     sales_changed: int
-    delta: list[dict[str, Any]]
+    delta: list[dict[str, str]]
     run_id: uuid.UUID | None
 
 
-async def reprice(
-    tx: Transaction, scope: SaleScope, cause: str | None, trigger: Trigger | None = None
-) -> RepriceResult:
-    """Prices every sale in scope from the state as of its booked_at; each difference becomes a ledger entry.
+class PricingPass:
+    """One transaction's pricing: load → price → post → save, chunk by chunk, then BIP once for every month the
+    chunks touched. A sale that cannot be priced is set aside with its reason; the others go on."""
 
-    The cause is the event behind the change; None when pricing received sales, whose cause is each one's own
-    sale.recorded event.
-    """
-    repo = IncentivesRepository(tx.session)
+    def __init__(self, tx: Transaction, programs: list[Program], closed_through: str | None,
+                 cause: Callable[[Sale], str], run_id: uuid.UUID | None = None) -> None:
+        self.tx = tx
+        self.repo = IncentivesRepository(tx.session)
+        self.pricer = Pricer(programs)
+        self.targets = {p.code: p.target for p in programs if p.target is not None}
+        self.periods = Periods(closed_through)
+        self.cause = cause
+        self.run_id = run_id
+        self.replicas = Replicas()
+        self.recomputed = 0
+        self.changed = 0
+        self.delta: dict[str, Decimal] = {}
+        self.bip_groups: dict[BipGroup, str] = {}
+        self.set_aside: dict[str, str] = {}
+        self.fingerprints: dict[str, str] = {}  # of the sales being recorded now
+
+    @classmethod
+    async def start(cls, tx: Transaction, cause: Callable[[Sale], str], run_id: uuid.UUID | None = None
+                    ) -> PricingPass:
+        repo = IncentivesRepository(tx.session)
+        return cls(tx, await repo.programs(), await repo.closed_through(), cause, run_id)
+
+    async def price_scope(self, scope: SaleScope) -> None:
+        await self.repo.open_scope(scope)
+        while sales := await self.repo.fetch_scope(CHUNK):
+            await self.price(sales, new=False)
+            if len(self.tx.events) >= CHUNK:
+                await self.tx.flush_events()
+        await self.repo.close_scope()
+
+    async def price(self, sales: Sequence[Sale], *, new: bool) -> None:
+        """Prices sales already recorded (new=False: their items are replaced) or being recorded now."""
+        await self.repo.load_replicas(self.replicas, sales)
+        positions = {} if new else await self.repo.positions([s.sale_id for s in sales])
+        await self._post(list(sales), positions, new)
+
+    async def _post(self, sales: list[Sale], positions: dict[str, dict[str, Position]], new: bool) -> None:
+        pricings, priced = [], []
+        errors: dict[str, str] = {}
+        for sale in sales:
+            try:
+                pricings.append(self.pricer.price(self.replicas.facts(sale)))
+                priced.append(sale)
+            except Exception as exc:
+                errors[sale.sale_id] = _reason(exc)
+        try:
+            posting = post_sales(pricings, positions, self.periods, self.cause)
+            async with self.tx.session.begin_nested():
+                if new:
+                    await self.repo.add_sales(priced, self.fingerprints, posting.statuses, {})
+                await self.repo.save_posting(posting, [s.sale_id for s in priced], self.run_id, replace=not new,
+                                             bip=self.pricer.has_bip)
+        except Exception as exc:
+            if is_transient(exc):
+                raise
+            if len(priced) > 1:
+                # Split until the one sale that fails is alone; every other sale is posted as usual.
+                middle = len(priced) // 2
+                await self._post(priced[:middle], positions, new)
+                await self._post(priced[middle:], positions, new)
+            elif priced:
+                errors[priced[0].sale_id] = _reason(exc)
+            posting = Posting()
+        await self._set_aside(sales, errors, new)
+        self.tx.emit_all(posting.events)
+        self.recomputed += posting.recomputed
+        self.changed += posting.changed
+        for currency, amount in posting.delta.items():
+            self.delta[currency] = self.delta.get(currency, ZERO) + amount
+        self.bip_groups.update(posting.bip_groups)
+
+    async def _set_aside(self, sales: list[Sale], errors: dict[str, str], new: bool) -> None:
+        if not errors:
+            return
+        for sale_id, error in errors.items():
+            log.warning("sale %s set aside: %s", sale_id, error,
+                        extra={"fields": {"sale_id": sale_id, "error": error}})
+        SALES_SET_ASIDE.labels("incentives").inc(len(errors))
+        self.set_aside.update(errors)
+        if new:
+            await self.repo.add_sales([s for s in sales if s.sale_id in errors], self.fingerprints, {}, errors)
+        else:
+            await self.repo.set_aside(errors)
+
+    async def settle_bip(self) -> None:
+        """Each BIP month the priced sales touched: its outcome now, and one entry where its bonus moved."""
+        if not (self.pricer.has_bip and self.bip_groups):
+            return
+        figures = await self.repo.bip_figures(self.bip_groups)
+        outcomes, entries = post_bip(figures, self.targets, self.periods, self.bip_groups)
+        await self.repo.save_bip(outcomes, entries, self.run_id)
+        for entry in entries:
+            self.delta[entry.currency] = self.delta.get(entry.currency, ZERO) + entry.amount
+
+
+async def reprice(tx: Transaction, scope: SaleScope, trigger: Trigger) -> RunResult:
+    """A recalculation run: every sale in scope priced again from the state as of its booked_at; each difference
+    becomes a ledger entry caused by the trigger, and the run completes with `recalculation.completed`.
+    The caller holds the locks that keep the scope's upstream state still."""
     started = time.perf_counter()
-    run_id = uuid.uuid4() if trigger else None
-    if trigger is not None:
-        await repo.start_run({
-            "id": run_id, "trigger_type": trigger.type, "trigger_event_id": trigger.event_id,
-            "account_id": trigger.account_id, "partner_id": trigger.partner_id, "sku": trigger.sku,
-            "program_code": trigger.program_code, "effective_from": trigger.effective_from,
-            "status": "running", "started_at": utcnow(),
-        })
-    programs = await repo.programs()
-    facts = await repo.lock_and_load_facts(scope)
-    pricings = [price_sale(f, programs) for f in facts]
-    closed = await repo.closed_through()
-    first_open = next_period(closed) if closed else None
-    changed, first_time, delta = await repo.write_pricings(pricings, cause, run_id, closed, first_open)
-    recorded_causes = await repo.recorded_causes(list(changed - first_time)) if cause is None else {}
-    if pricings and any(p.kind is ProgramKind.BIP for p in programs):
-        bip_delta = await settle_bip(repo, pricings, programs, cause, run_id, closed, first_open)
-        delta = _merge(delta, bip_delta)
-    for pricing in pricings:
-        sale_id = pricing.facts.sale_id
-        if sale_id in first_time:
-            tx.emit(accrual_event(pricing, "accrual.recorded", None))
-        elif sale_id in changed:
-            tx.emit(accrual_event(pricing, "accrual.adjusted", cause or recorded_causes.get(sale_id)))
-    delta_json = [{"currency": d["currency"], "amount": format_money(d["amount"])} for d in delta]
-    if trigger is not None and run_id is not None:
-        finished = utcnow()
-        await repo.finish_run(
-            run_id, status="completed", sales_recomputed=len(pricings), sales_changed=len(changed),
-            delta=delta_json, finished_at=finished,
-        )
-        tx.emit(OutgoingEvent(
-            topic=TOPIC, type="recalculation.completed", key=trigger.key, subject=str(run_id),
-            data={
-                "run_id": str(run_id), "trigger_type": trigger.type, "trigger_event_id": trigger.event_id,
-                "account_id": str(trigger.account_id) if trigger.account_id else None,
-                "partner_id": str(trigger.partner_id) if trigger.partner_id else None,
-                "sku": trigger.sku, "program_code": trigger.program_code,
-                "effective_from": isoformat(trigger.effective_from) if trigger.effective_from else None,
-                "sales_recomputed": len(pricings), "sales_changed": len(changed), "delta": delta_json,
-                "status": "completed", "finished_at": isoformat(finished),
-            },
-        ))
-        RECALCULATION_SECONDS.labels("incentives", trigger.type).observe(time.perf_counter() - started)
-    return RepriceResult(len(pricings), len(changed), delta_json, run_id)
-
-
-def _merge(*deltas: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    totals: dict[str, Decimal] = {}
-    for delta in deltas:
-        for entry in delta:
-            totals[entry["currency"]] = totals.get(entry["currency"], Decimal("0.00")) + entry["amount"]
-    return [{"currency": c, "amount": a} for c, a in sorted(totals.items()) if a]
-
-
-async def settle_bip(
-    repo: IncentivesRepository, pricings: list[Pricing], programs: list[Program], cause: str | None,
-    run_id: uuid.UUID | None, closed: str | None, first_open: str | None,
-) -> list[dict[str, Any]]:
-    """Recomputes each BIP outcome the priced sales touch; a moved bonus becomes one ledger entry."""
-    await repo.replace_bip_contributions([
-        (p.facts.sale_id, code, p.facts.partner_id, period_of(p.facts.booked_at), p.facts.currency,
-         p.facts.amount, rate)
-        for p in pricings
-        for code, rate in bip_rates(p, programs)
-    ])
-    groups = {(p.facts.partner_id, period_of(p.facts.booked_at), p.facts.currency) for p in pricings}
-    group_causes: dict[tuple[uuid.UUID, str, str], str] = {}
-    if cause is None:
-        # Priced as received: a moved bonus is caused by the last sale of its month in this batch.
-        recorded = await repo.recorded_causes([p.facts.sale_id for p in pricings])
-        for p in sorted(pricings, key=lambda p: p.facts.sale_id):
-            group_causes[(p.facts.partner_id, period_of(p.facts.booked_at), p.facts.currency)] = recorded[
-                p.facts.sale_id]
-    figures, booked = await repo.bip_figures(groups)
-    now = {(r.partner_id, r.program_code, r.period, r.currency): (r.revenue, r.weighted) for r in figures}
-    before = {(r.partner_id, r.program_code, r.period, r.currency): r.bonus for r in booked}
-    targets = {p.code: p.target for p in programs if p.target is not None}
-    outcomes, entries = [], []
-    revisions = await repo.bip_revisions(sorted(now.keys() | before.keys(), key=str))
-    for key in sorted(now.keys() | before.keys(), key=str):
-        partner_id, code, month, currency = key
-        revenue, weighted = now.get(key, (Decimal("0.00"), Decimal("0")))
-        bonus = bip_bonus(revenue, weighted, targets[code])
-        outcomes.append({"partner_id": partner_id, "program_code": code, "period": month, "currency": currency,
-                         "revenue": revenue, "target": targets[code], "bonus": bonus,
-                         "reached": revenue >= targets[code]})
-        if bonus != before.get(key, Decimal("0.00")):
-            entries.append({
-                "partner_id": partner_id, "account_id": None, "sale_id": None, "program_code": code,
-                "amount": bonus - before.get(key, Decimal("0.00")), "currency": currency,
-                "kind": "adjustment" if key in before else "original", "revision": revisions.get(key, 0) + 1,
-                "cause": cause or group_causes[(partner_id, month, currency)],
-                "period": month if closed is None or month > closed else first_open, "sale_period": month,
-                "run_id": run_id,
-            })
-    await repo.save_bip(outcomes, entries)
-    return _merge([{"currency": e["currency"], "amount": e["amount"]} for e in entries])
+    started_at = utcnow()
+    run_id = uuid.uuid4()
+    pricing = await PricingPass.start(tx, lambda _sale: trigger.event_id, run_id)
+    await pricing.price_scope(scope)
+    await pricing.settle_bip()
+    finished = utcnow()
+    delta = delta_view(pricing.delta)
+    await pricing.repo.record_run({
+        "id": run_id, "trigger_type": trigger.type, "trigger_event_id": trigger.event_id,
+        "account_id": trigger.account_id, "partner_id": trigger.partner_id, "sku": trigger.sku,
+        "program_code": trigger.program_code, "effective_from": trigger.effective_from, "status": "completed",
+        "sales_recomputed": pricing.recomputed, "sales_changed": pricing.changed, "delta": delta,
+        "started_at": started_at, "finished_at": finished,
+    })
+    tx.emit(recalculation_completed(run_id, trigger, pricing.recomputed, pricing.changed, pricing.delta, finished))
+    RECALCULATION_SECONDS.labels("incentives", trigger.type).observe(time.perf_counter() - started)
+    log.info("recalculation completed", extra={"fields": {
+        "run_id": str(run_id), "trigger_type": trigger.type, "trigger_event_id": trigger.event_id,
+        "sales_recomputed": pricing.recomputed, "sales_changed": pricing.changed}})
+    return RunResult(pricing.recomputed, pricing.changed, delta, run_id)
 
 
 # --- statements and periods ---------------------------------------------------------------------
 async def close_period(tx: Transaction, period: str) -> dict[str, Any]:
     """Closes the period and every earlier open one, freezing their statements forever."""
     repo = IncentivesRepository(tx.session)
-    await repo.lock(LOCK_PROGRAMS)  # exclusive: no sale is priced while the open/closed line moves
+    await repo.lock([LOCK_PROGRAMS])  # exclusive: no sale is priced while the open/closed line moves
     closed = await repo.closed_through()
     if closed is not None and period <= closed:
         return {"period": period, "status": "closed", "closed_through": closed, "newly_closed": []}
@@ -255,83 +248,155 @@ def bip_explanation(row: Any) -> str:
 
 
 # --- sales ------------------------------------------------------------------------------------
-async def receive_sale(tx: Transaction, sale: SaleIn, event_id: str) -> str:
-    return (await receive_sales(tx, [(sale, event_id)]))[0]
+@dataclass(frozen=True)
+class Cancellation:
+    sale_id: str
+    cancelled_at: datetime
+    event_id: str
 
 
-async def receive_sales(tx: Transaction, sales: Sequence[tuple[SaleIn, str]]) -> list[str]:
-    """Records sales for pricing, set-based; a sale seen before changes nothing, other content is a conflict.
+@dataclass
+class Recording:
+    """What recording a batch did: an outcome per sale event, and the events refused with their reason."""
 
-    Pricing happens in batches (price_received_sales), so taking in a sale costs a share of a few statements.
-    Returns "received" or "duplicate" per sale.
+    outcomes: dict[str, str] = field(default_factory=dict)  # event id -> received, duplicate, cancelled, ...
+    rejected: dict[str, str] = field(default_factory=dict)  # event id -> reason
+
+
+def _lock_keys(account_id: uuid.UUID, partner_id: uuid.UUID, sku: str) -> tuple[str, str, str]:
+    return f"account:{account_id}", f"partner:{partner_id}", f"sku:{sku}"
+
+
+async def record_sales(
+    tx: Transaction, recorded: Sequence[tuple[SaleIn, str]], cancelled: Sequence[Cancellation] = ()
+) -> Recording:
+    """Records sales and cancellations and prices them in the same transaction, set-based.
+
+    A sale is identified by its sale_id: seen before with the same content it changes nothing, with other
+    content it is refused. A cancellation before its sale is kept until the sale arrives. Locks are only tried:
+    a sale whose account, partner or sku is busy (a recalculation holds it) is recorded as received and the
+    pricer prices it moments later, so a long recalculation never stalls the intake and no wait can deadlock.
     """
     repo = IncentivesRepository(tx.session)
-    rows: list[dict[str, Any]] = [{
-        "sale_id": sale.sale_id, "partner_id": sale.partner_id, "account_id": sale.account_id, "sku": sale.sku,
-        "amount": sale.amount, "currency": sale.currency, "booked_at": sale.booked_at,
-        "sale_period": period_of(sale.booked_at), "fingerprint": sale_fingerprint(sale), "status": RECEIVED,
-        "recorded_event_id": event_id,
-    } for sale, event_id in sales]
-    inserted = await repo.add_sales(rows)
-    known = await repo.fingerprints([r["sale_id"] for r in rows])
-    outcomes = []
-    for row in rows:
-        first_event, fingerprint = known[row["sale_id"]]
-        if fingerprint != row["fingerprint"]:
-            raise SaleConflict(
-                f"sale {row['sale_id']} was already recorded with other content (first by event {first_event}); "
+    result = Recording()
+    ids = [sale.sale_id for sale, _ in recorded] + [c.sale_id for c in cancelled]
+    # A cancellation's keys are its sale's: known only from the table, so read before locking.
+    before = await repo.known_sales(ids) if cancelled else {}
+    keys = {key for sale, _ in recorded for key in _lock_keys(sale.account_id, sale.partner_id, sale.sku)}
+    keys |= {key for row in before.values() for key in _lock_keys(row.account_id, row.partner_id, row.sku)}
+    busy = await repo.try_lock([LOCK_PROGRAMS], shared=True)
+    busy |= keys if busy else await repo.try_lock(keys)
+    known = await repo.known_sales(ids)
+
+    new: dict[str, Sale] = {}
+    fingerprints: dict[str, str] = {}
+    for sale, event_id in recorded:
+        fingerprint = sale_fingerprint(sale)
+        first = known.get(sale.sale_id)
+        first_event, first_fingerprint = (
+            (first.recorded_event_id, first.fingerprint) if first is not None
+            else (new[sale.sale_id].recorded_event_id, fingerprints[sale.sale_id]) if sale.sale_id in new
+            else (None, None)
+        )
+        if first_fingerprint is None:
+            new[sale.sale_id] = Sale(sale.sale_id, sale.partner_id, sale.account_id, sale.sku, sale.amount,
+                                     sale.currency, sale.booked_at, period_of(sale.booked_at), event_id)
+            fingerprints[sale.sale_id] = fingerprint
+            result.outcomes[event_id] = "received"
+        elif first_fingerprint != fingerprint:
+            result.rejected[event_id] = (
+                f"sale {sale.sale_id} was already recorded with other content (first by event {first_event}); "
                 "a sale is identified by its sale_id"
             )
-        fresh = row["sale_id"] in inserted and first_event == row["recorded_event_id"]
-        outcomes.append("received" if fresh else "duplicate")
-    for waiting in await repo.take_pending_cancellations(list(inserted)):
-        await repo.cancel_sale(waiting.sale_id, waiting.cancelled_at, waiting.event_id)
-    if inserted:
-        await repo.wake_pricer()
-    return outcomes
+        else:
+            result.outcomes[event_id] = "duplicate"
+
+    for waiting in await repo.take_pending_cancellations(list(new)):
+        new[waiting.sale_id] = replace(new[waiting.sale_id], cancelled_at=waiting.cancelled_at,
+                                       cancel_event_id=waiting.event_id)
+    to_cancel: dict[str, Cancellation] = {}
+    for cancel in cancelled:
+        if cancel.sale_id in new:
+            if not new[cancel.sale_id].cancelled:
+                new[cancel.sale_id] = replace(new[cancel.sale_id], cancelled_at=cancel.cancelled_at,
+                                              cancel_event_id=cancel.event_id)
+            result.outcomes[cancel.event_id] = "cancelled"
+        elif cancel.sale_id in known:
+            to_cancel.setdefault(cancel.sale_id, cancel)
+        else:
+            await repo.keep_cancellation(cancel.sale_id, cancel.cancelled_at, cancel.event_id)
+            result.outcomes[cancel.event_id] = "kept until the sale arrives"
+
+    def priceable(account_id: uuid.UUID, partner_id: uuid.UUID, sku: str) -> bool:
+        return not busy.intersection(_lock_keys(account_id, partner_id, sku))
+
+    waiting = [s for s in new.values() if not priceable(s.account_id, s.partner_id, s.sku)]
+    if waiting:
+        await repo.add_sales(waiting, fingerprints, {}, {})
+    newly_cancelled = await repo.cancel_sales(list(to_cancel.values()))
+    for cancel in cancelled:
+        if cancel.sale_id in to_cancel:
+            applied = to_cancel[cancel.sale_id] is cancel and cancel.sale_id in newly_cancelled
+            result.outcomes[cancel.event_id] = "cancelled" if applied else "already cancelled"
+    cancelled_now = [row.sale_id for row in newly_cancelled.values()
+                     if priceable(row.account_id, row.partner_id, row.sku)]
+    await repo.mark_received([sale_id for sale_id in newly_cancelled if sale_id not in cancelled_now])
+    ready = sorted((s for s in new.values() if s.sale_id not in {w.sale_id for w in waiting}),
+                   key=lambda s: s.sale_id)
+    if ready or cancelled_now:
+        pricing = await PricingPass.start(tx, recorded_cause)
+        pricing.fingerprints = fingerprints
+        if ready:
+            await pricing.price(ready, new=True)
+        if cancelled_now:
+            await pricing.price_scope(SaleScope(sale_ids=sorted(cancelled_now)))
+        await pricing.settle_bip()
+    return result
+
+
+async def receive_sale(tx: Transaction, sale: SaleIn, event_id: str) -> str:
+    """One sale from REST: the same path as a batch from the topic; other content under its id is a conflict."""
+    recording = await record_sales(tx, [(sale, event_id)])
+    if event_id in recording.rejected:
+        raise SaleConflict(recording.rejected[event_id])
+    return recording.outcomes[event_id]
+
+
+async def cancel_sale(tx: Transaction, sale_id: str, cancelled_at: datetime, event_id: str) -> str:
+    recording = await record_sales(tx, [], [Cancellation(sale_id, cancelled_at, event_id)])
+    return recording.outcomes[event_id]
 
 
 async def price_received_sales(tx: Transaction, limit: int = PRICING_BATCH) -> int:
-    """Prices up to `limit` received sales in one set-based pass; 0 when none wait or another replica prices."""
+    """Prices up to `limit` sales waiting as received (their locks were busy when they arrived); 0 when none
+    wait or another replica prices. Sales whose locks are still busy wait for the next round."""
     repo = IncentivesRepository(tx.session)
-    if not await repo.try_lock("incentives:pricer"):
+    if await repo.try_lock(["incentives:pricer"]):
         return 0
     waiting = await repo.received_sales(limit)
     if not waiting:
         return 0
-    # Advisory locks before any row lock, in the one order every writer uses: programs, accounts, partners, skus.
-    await repo.lock(LOCK_PROGRAMS, shared=True)
-    await repo.lock(*sorted({f"account:{row.account_id}" for row in waiting}))
-    await repo.lock(*sorted({f"partner:{row.partner_id}" for row in waiting}))
-    await repo.lock(*sorted({f"sku:{row.sku}" for row in waiting}))
-    await reprice(tx, SaleScope(sale_ids=[row.sale_id for row in waiting]), None)
-    return len(waiting)
-
-
-async def cancel_sale(tx: Transaction, sale_id: str, cancelled_at: datetime, event_id: str) -> str:
-    repo = IncentivesRepository(tx.session)
-    sale = await repo.get_sale(sale_id)
-    if sale is None:
-        await repo.keep_cancellation(sale_id, cancelled_at, event_id)
-        return "kept until the sale arrives"
-    await repo.lock(LOCK_PROGRAMS, shared=True)
-    await repo.lock(f"account:{sale.account_id}", f"partner:{sale.partner_id}", f"sku:{sale.sku}")
-    if not await repo.cancel_sale(sale_id, cancelled_at, event_id):
-        return "already cancelled"
-    await reprice(tx, SaleScope(sale_ids=[sale_id]), event_id)
-    return "cancelled"
+    await repo.lock([LOCK_PROGRAMS], shared=True)
+    keys = await repo.sale_lock_keys(waiting)
+    busy = await repo.try_lock({key for row_keys in keys.values() for key in row_keys})
+    ready = sorted(sale_id for sale_id, row_keys in keys.items() if not busy.intersection(row_keys))
+    if ready:
+        pricing = await PricingPass.start(tx, recorded_cause)
+        await pricing.price_scope(SaleScope(sale_ids=ready))
+        await pricing.settle_bip()
+    return len(ready)
 
 
 # --- replicas of accounts and partners ----------------------------------------------------------
 async def account_created(tx: Transaction, event_id: str, account_id: uuid.UUID, classification: str,
                           owner: uuid.UUID | None) -> None:
     repo = IncentivesRepository(tx.session)
-    await repo.lock(LOCK_PROGRAMS, shared=True)
-    await repo.lock(f"account:{account_id}")
+    await repo.lock([LOCK_PROGRAMS], shared=True)
+    await repo.lock([f"account:{account_id}"])
     if await repo.knows(m.account_classifications, "account_id", account_id):
         return
     await _seed_account(repo, account_id, classification, owner, event_id)
-    await reprice(tx, SaleScope(account_id=account_id), event_id,
+    await reprice(tx, SaleScope(account_id=account_id),
                   Trigger("account.created", event_id, account_id=account_id))
 
 
@@ -349,8 +414,8 @@ async def account_changed(
 ) -> None:
     """A reclassification or ownership change effective from a moment, inserted into the timeline."""
     repo = IncentivesRepository(tx.session)
-    await repo.lock(LOCK_PROGRAMS, shared=True)
-    await repo.lock(f"account:{account_id}")
+    await repo.lock([LOCK_PROGRAMS], shared=True)
+    await repo.lock([f"account:{account_id}"])
     if not await repo.knows(m.account_classifications, "account_id", account_id):
         await _seed_account(repo, account_id, before[0], before[1], event_id)
     entry = {"account_id": account_id, "effective_from": effective_from, "event_id": event_id}
@@ -359,7 +424,7 @@ async def account_changed(
     if owner is not None:
         await repo.add_timeline(m.account_owners, [{**entry, "owner_partner_id": owner[0]}])
     await reprice(
-        tx, SaleScope(account_id=account_id, booked_from=effective_from), event_id,
+        tx, SaleScope(account_id=account_id, booked_from=effective_from),
         Trigger(event_type, event_id, account_id=account_id, effective_from=effective_from),
     )
 
@@ -372,8 +437,8 @@ async def partner_changed(
 ) -> None:
     """Any partner.* event: seeds the replica if the partner is new here, applies the change, reprices."""
     repo = IncentivesRepository(tx.session)
-    await repo.lock(LOCK_PROGRAMS, shared=True)
-    await repo.lock(f"partner:{partner_id}")
+    await repo.lock([LOCK_PROGRAMS], shared=True)
+    await repo.lock([f"partner:{partner_id}"])
     reprice_from = effective_from
     if not await repo.knows(m.partner_tiers, "partner_id", partner_id):
         base = {"partner_id": partner_id, "effective_from": BEGINNING, "event_id": event_id}
@@ -393,7 +458,7 @@ async def partner_changed(
     if close is not None:
         await repo.close_certification(partner_id, *close)
     await reprice(
-        tx, SaleScope(partner_id=partner_id, booked_from=reprice_from), event_id,
+        tx, SaleScope(partner_id=partner_id, booked_from=reprice_from),
         Trigger(event_type, event_id, partner_id=partner_id, effective_from=reprice_from),
     )
 
@@ -403,8 +468,8 @@ async def put_product(
     tx: Transaction, sku: str, product: ProductIn, if_match: str | None = None
 ) -> tuple[dict[str, Any], bool]:
     repo = IncentivesRepository(tx.session)
-    await repo.lock(LOCK_PROGRAMS, shared=True)
-    await repo.lock(f"sku:{sku}")
+    await repo.lock([LOCK_PROGRAMS], shared=True)
+    await repo.lock([f"sku:{sku}"])
     existing = await repo.get_product(sku, lock=True)
     if existing is not None:
         check_if_match(if_match, existing.version)
@@ -421,7 +486,7 @@ async def put_product(
     if timeline_changed or category_changed:
         # A new sku prices its waiting sales; an eligibility change reprices from its date (or all of them).
         booked_from = None if existing is None or category_changed else product.effective_from
-        await reprice(tx, SaleScope(sku=sku, booked_from=booked_from), cause,
+        await reprice(tx, SaleScope(sku=sku, booked_from=booked_from),
                       Trigger("product.changed", cause, sku=sku, effective_from=booked_from))
     row = await repo.get_product(sku)
     assert row is not None
@@ -439,7 +504,7 @@ async def create_program(tx: Transaction, program: ProgramIn) -> dict[str, Any]:
             "match for one sale; make one of them more specific",
             ["body", "rules", j],
         )
-    await repo.lock(LOCK_PROGRAMS)
+    await repo.lock([LOCK_PROGRAMS])
     if await repo.get_program_row(program.code) is not None:
         raise conflict(f"program {program.code!r} already exists; programs are immutable, a change is a new code")
     await repo.add_program(
@@ -450,14 +515,14 @@ async def create_program(tx: Transaction, program: ProgramIn) -> dict[str, Any]:
           "category": r.category, "rate": r.rate} for i, r in enumerate(program.rules)],
     )
     cause = str(uuid.uuid4())
-    await reprice(tx, SaleScope(booked_from=program.valid_from, booked_before=program.valid_to), cause,
+    await reprice(tx, SaleScope(booked_from=program.valid_from, booked_before=program.valid_to),
                   Trigger("program.created", cause, program_code=program.code, effective_from=program.valid_from))
     return await get_program(tx, program.code)
 
 
 async def end_program(tx: Transaction, code: str, valid_to: datetime, if_match: str | None = None) -> dict[str, Any]:
     repo = IncentivesRepository(tx.session)
-    await repo.lock(LOCK_PROGRAMS)
+    await repo.lock([LOCK_PROGRAMS])
     row = await repo.get_program_row(code)
     if row is None:
         raise not_found(f"program {code!r}")
@@ -470,7 +535,7 @@ async def end_program(tx: Transaction, code: str, valid_to: datetime, if_match: 
     if row.valid_to != valid_to:
         await repo.end_program(code, valid_to)
         cause = str(uuid.uuid4())
-        await reprice(tx, SaleScope(booked_from=valid_to, booked_before=row.valid_to), cause,
+        await reprice(tx, SaleScope(booked_from=valid_to, booked_before=row.valid_to),
                       Trigger("program.ended", cause, program_code=code, effective_from=valid_to))
     return await get_program(tx, code)
 

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 
 from partnerhub.db import Database
 from services.incentives import usecases
+from services.incentives.domain import Trigger
 from services.incentives.repository import SaleScope
 from services.incentives.schemas import ProductIn, ProgramIn, RuleIn, SaleIn
 from tests.conftest import Infrastructure
@@ -74,7 +75,8 @@ async def test_concurrent_sales_and_reclassifications_end_priced_by_the_final_ti
                 pass
 
         async with db.transaction() as tx:
-            again = await usecases.reprice(tx, SaleScope(account_id=account), "check")
+            check = Trigger("check", "check", account_id=account)
+            again = await usecases.reprice(tx, SaleScope(account_id=account), check)
         assert again.sales_recomputed == 60
         assert again.sales_changed == 0, "a sale kept a price computed from state older than a committed change"
 

@@ -31,7 +31,7 @@ from partnerhub.migrations import upgrade
 from partnerhub.money import round_money
 from partnerhub.timeutil import BEGINNING, period_of
 from services.incentives import usecases
-from services.incentives.domain import SaleFacts, bip_bonus, most_specific, price_sale
+from services.incentives.domain import Sale, SaleFacts, bip_bonus, most_specific, price_sale
 from services.incentives.repository import IncentivesRepository
 from services.incentives.schemas import ProductIn, ProgramIn, RuleIn, SaleIn
 from tests.conftest import Infrastructure
@@ -201,7 +201,12 @@ async def _check(db: Database, ex: Example, model: Model, frozen: dict[Any, Any]
     async with db.transaction() as tx:
         repo = IncentivesRepository(tx.session)
         programs = await repo.programs()
-        items = await repo.current_items(list(model.sales))
+        items: dict[str, list[Any]] = {}
+        for row in await tx.session.execute(sa.text(
+            "SELECT sale_id, program_code, amount, status FROM accrual_items "
+            "WHERE sale_id = ANY(:ids) AND status <> 'withdrawn' ORDER BY sale_id, program_code"
+        ), {"ids": list(model.sales)}):
+            items.setdefault(row.sale_id, []).append(row)
         ledger = dict((await tx.session.execute(sa.text(
             "SELECT sale_id || '/' || coalesce(program_code, ''), sum(amount) FROM ledger "
             "WHERE sale_id = ANY(:ids) GROUP BY 1"), {"ids": list(model.sales)})).all())
@@ -217,8 +222,9 @@ async def _check(db: Database, ex: Example, model: Model, frozen: dict[Any, Any]
     for sale_id, (p, a, amount, booked) in model.sales.items():
         owner = Model.at(model.owner[a], booked)
         facts = SaleFacts(
-            sale_id=sale_id, partner_id=ex.partners[p], account_id=ex.accounts[a], sku=ex.sku, amount=amount,
-            currency="EUR", booked_at=booked, cancelled=sale_id in model.cancelled, product_known=True,
+            sale=Sale(sale_id, ex.partners[p], ex.accounts[a], ex.sku, amount, "EUR", booked, period_of(booked), "",
+                      cancelled_at=booked if sale_id in model.cancelled else None),
+            product_known=True,
             rebate_eligible=Model.at(model.eligible, booked), category=ex.category, account_known=True,
             classification=Model.at(model.classification[a], booked),
             owner_partner_id=ex.partners[owner] if owner is not None else None, partner_known=True,
