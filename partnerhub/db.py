@@ -8,12 +8,13 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import asyncpg
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
-from partnerhub.events import OutgoingEvent
+from partnerhub.events import OutgoingEvent, dumps
 from partnerhub.logs import current_traceparent
 
 OUTBOX_CHANNEL = "partnerhub_outbox"
@@ -137,16 +138,21 @@ async def try_advisory_lock(session: AsyncSession, keys: Iterable[str], *, share
     return {row.k for row in rows if not row.taken}
 
 
+async def driver(session: AsyncSession) -> asyncpg.Connection:
+    """The session's asyncpg connection, in its transaction: for bulk reads and writes where per-row result
+    objects would cost more than the database work."""
+    raw = await (await session.connection()).get_raw_connection()
+    connection: asyncpg.Connection = raw.driver_connection  # type: ignore[assignment]
+    return connection
+
+
 async def copy_rows(
     session: AsyncSession, table: str, columns: Sequence[str], records: Sequence[Sequence[object]]
 ) -> None:
     """COPY into a table within the session's transaction: one round trip, no per-row binds."""
     if not records:
         return
-    raw = await (await session.connection()).get_raw_connection()
-    await raw.driver_connection.copy_records_to_table(  # type: ignore[union-attr]
-        table, records=records, columns=list(columns)
-    )
+    await (await driver(session)).copy_records_to_table(table, records=records, columns=list(columns))
 
 
 class Database:
@@ -181,7 +187,7 @@ async def write_outbox(session: AsyncSession, source: str, events: list[Outgoing
             "event_id": event.id,
             "topic": event.topic,
             "key": event.key,
-            "payload": json.dumps(event.envelope(source, traceparent), default=str),
+            "payload": dumps(event.envelope(source, traceparent)).decode(),
         }
         for event in events
     ]

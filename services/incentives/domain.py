@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
+from functools import lru_cache
 from typing import Any, Generic, TypeVar
 
 from partnerhub.events import OutgoingEvent
@@ -52,6 +53,7 @@ NO_PROGRAM = "no_program"
 # A (sale, program) that no longer applies but has ledger entries: kept so its revisions continue.
 WITHDRAWN = "withdrawn"
 ON_HOLD_STATUSES = frozenset({"suspended", "terminated"})
+NO_CERTIFICATIONS: frozenset[str] = frozenset()
 
 
 class PricingError(Exception):
@@ -183,7 +185,7 @@ class Replicas:
         owner = self.owners.get(sale.account_id)
         tier = self.tiers.get(sale.partner_id)
         status = self.statuses.get(sale.partner_id)
-        grants = self.certifications.get(sale.partner_id, ())
+        grants = self.certifications.get(sale.partner_id)
         return SaleFacts(
             sale=sale,
             product_known=product is not None,
@@ -195,7 +197,7 @@ class Replicas:
             partner_known=tier is not None,
             tier=tier.at(at) if tier is not None else None,
             partner_status=status.at(at) if status is not None else None,
-            certifications=frozenset(g.code for g in grants if g.covers(at)),
+            certifications=frozenset(g.code for g in grants if g.covers(at)) if grants else NO_CERTIFICATIONS,
         )
 
 
@@ -214,6 +216,7 @@ class Sale:
     cancelled_at: datetime | None = None
     cancel_event_id: str | None = None
     status: str = RECEIVED
+    set_aside: bool = False  # its last pricing failed
 
     @property
     def cancelled(self) -> bool:
@@ -458,6 +461,9 @@ class Position:
     amount: Decimal
     status: str
     revision: int
+    # The item's stored facts (rate, classification, tier, category, detail): an item is rewritten only when
+    # something it shows moved. None: not known, always rewritten.
+    shown: tuple[Any, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -503,7 +509,8 @@ BipKey = tuple[uuid.UUID, str, str, str]  # partner, program, month, currency
 class Posting:
     """What pricing some sales means for the books: new items, ledger entries, sale statuses and events."""
 
-    items: list[ItemRow] = field(default_factory=list)
+    items: list[ItemRow] = field(default_factory=list)  # to insert, or to update where the item exists
+    removed: list[tuple[str, str]] = field(default_factory=list)  # (sale, program) items that no longer exist
     entries: list[Entry] = field(default_factory=list)
     statuses: dict[str, str] = field(default_factory=dict)  # sales whose own status moved
     events: list[OutgoingEvent] = field(default_factory=list)
@@ -518,12 +525,19 @@ class Posting:
         self.delta[currency] = self.delta.get(currency, ZERO) + amount
 
 
+@lru_cache(maxsize=65536)
+def _text(value: uuid.UUID) -> str:
+    """A few partners and accounts recur across thousands of events: their text is made once."""
+    return str(value)
+
+
 def accrual_event(pricing: Pricing, type_: str, cause: str | None) -> OutgoingEvent:
     sale = pricing.facts.sale
+    partner = _text(sale.partner_id)
     data: dict[str, Any] = {
         "sale_id": sale.sale_id,
-        "partner_id": str(sale.partner_id),
-        "account_id": str(sale.account_id),
+        "partner_id": partner,
+        "account_id": _text(sale.account_id),
         "sku": sale.sku,
         "booked_at": isoformat(sale.booked_at),
         "currency": sale.currency,
@@ -534,7 +548,7 @@ def accrual_event(pricing: Pricing, type_: str, cause: str | None) -> OutgoingEv
     }
     if cause is not None:
         data["cause"] = cause
-    return OutgoingEvent(topic=TOPIC, type=type_, key=str(sale.partner_id), subject=sale.sale_id, data=data)
+    return OutgoingEvent(topic=TOPIC, type=type_, key=partner, subject=sale.sale_id, data=data)
 
 
 def post_sales(
@@ -559,24 +573,55 @@ def _post_sale(
     facts = pricing.facts
     sale = facts.sale
     posting.recomputed += 1
-    first_time = not held
+    why = cause(sale)
+    post_into = periods.post_into(sale.sale_period)
+    if not held:
+        # Priced for the first time: every item that pays is an original at revision 1.
+        for item in pricing.items:
+            revision = 0
+            if item.amount:
+                revision = 1
+                posting.entries.append(Entry(
+                    sale.partner_id, sale.account_id, sale.sale_id, item.program_code, item.amount, sale.currency,
+                    EntryKind.ORIGINAL, 1, why, post_into, sale.sale_period,
+                ))
+                posting.add_delta(sale.currency, item.amount)
+            posting.items.append(_item_row(pricing, item.program_code or "", item, revision))
+        posting.changed += 1
+        posting.events.append(accrual_event(pricing, "accrual.recorded", None))
+    else:
+        _post_change(posting, pricing, held, why, post_into)
+    if pricing.status.value != sale.status:
+        posting.statuses[sale.sale_id] = pricing.status.value
+    for code, rate in pricing.bip:
+        posting.contributions.append((sale.sale_id, code, sale.partner_id, sale.sale_period, sale.currency,
+                                      sale.amount, rate))
+    posting.bip_groups[(sale.partner_id, sale.sale_period, sale.currency)] = why
+
+
+def _item_row(pricing: Pricing, code: str, item: Item, revision: int) -> ItemRow:
+    facts, sale = pricing.facts, pricing.facts.sale
+    return ItemRow(sale.sale_id, code, sale.partner_id, sale.amount, item.rate, item.amount, sale.currency,
+                   item.status, facts.classification, facts.tier, facts.category,
+                   pricing.detail if item.status != WITHDRAWN else None, sale.sale_period, revision)
+
+
+def _post_change(posting: Posting, pricing: Pricing, held: Mapping[str, Position], why: str, post_into: str) -> None:
+    """A sale priced before: each (sale, program) whose amount moved gets the difference as its next revision;
+    one that no longer applies is reversed and kept, withdrawn, so its revisions go on counting."""
+    sale = pricing.facts.sale
     original = all(position.revision == 0 for position in held.values())
     new = {item.program_code or "": item for item in pricing.items}
-    changed = first_time or any(
-        code not in new for code, position in held.items() if position.status != WITHDRAWN
-    ) or any(
+    changed = any(code not in new for code, position in held.items() if position.status != WITHDRAWN) or any(
         (position := held.get(code)) is None or position.status == WITHDRAWN
         or position.amount != item.amount or position.status != item.status
         for code, item in new.items()
     )
-    why = cause(sale)
-    post_into = periods.post_into(sale.sale_period)
 
     def revision_after(code: str, amount: Decimal) -> int:
         position = held.get(code)
-        before = position.amount if position is not None else ZERO
         revision = position.revision if position is not None else 0
-        difference = amount - before
+        difference = amount - (position.amount if position is not None else ZERO)
         if difference:
             revision += 1
             posting.entries.append(Entry(
@@ -587,32 +632,24 @@ def _post_sale(
             posting.add_delta(sale.currency, difference)
         return revision
 
+    def keep(row: ItemRow) -> None:
+        position = held.get(row.program_code)
+        if position is None or position.shown is None or (position.amount, position.status, position.revision) != (
+            row.amount, row.status, row.revision
+        ) or position.shown != (row.rate, row.classification, row.tier, row.category, row.detail):
+            posting.items.append(row)
+
     for code, item in new.items():
-        posting.items.append(ItemRow(
-            sale.sale_id, code, sale.partner_id, sale.amount, item.rate, item.amount, sale.currency, item.status,
-            facts.classification, facts.tier, facts.category, pricing.detail, sale.sale_period,
-            revision_after(code, item.amount),
-        ))
+        keep(_item_row(pricing, code, item, revision_after(code, item.amount)))
     for code in held.keys() - new.keys():
         revision = revision_after(code, ZERO)
         if revision:
-            posting.items.append(ItemRow(
-                sale.sale_id, code, sale.partner_id, sale.amount, None, ZERO, sale.currency, WITHDRAWN,
-                facts.classification, facts.tier, facts.category, None, sale.sale_period, revision,
-            ))
-    if pricing.status.value != sale.status:
-        posting.statuses[sale.sale_id] = pricing.status.value
-    for code, rate in pricing.bip:
-        posting.contributions.append((sale.sale_id, code, sale.partner_id, sale.sale_period, sale.currency,
-                                      sale.amount, rate))
-    posting.bip_groups[(sale.partner_id, sale.sale_period, sale.currency)] = why
-    if first_time:
-        posting.events.append(accrual_event(pricing, "accrual.recorded", None))
-    elif changed:
+            keep(_item_row(pricing, code, Item(code, None, ZERO, WITHDRAWN), revision))
+        else:
+            posting.removed.append((sale.sale_id, code))
+    if changed:
         posting.changed += 1
         posting.events.append(accrual_event(pricing, "accrual.adjusted", why))
-    if first_time:
-        posting.changed += 1
 
 
 # --- business incentive programs ----------------------------------------------------------------

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from partnerhub.db import advisory_lock, copy_rows, try_advisory_lock
+from partnerhub.db import advisory_lock, copy_rows, driver, try_advisory_lock
 from partnerhub.timeutil import BEGINNING
 from services.incentives import models as m
 from services.incentives.domain import (
@@ -36,7 +36,7 @@ from services.incentives.domain import (
 
 LOCK_PROGRAMS = "incentives:programs"
 SALE_COLUMNS = ("sale_id", "partner_id", "account_id", "sku", "amount", "currency", "booked_at", "sale_period",
-                "fingerprint", "status", "recorded_event_id", "cancelled_at", "cancel_event_id", "pricing_error")
+                "status", "recorded_event_id", "cancelled_at", "cancel_event_id", "pricing_error")
 SALE_FIELDS = ("s.sale_id, s.partner_id, s.account_id, s.sku, s.amount, s.currency, s.booked_at, s.sale_period, "
                "s.recorded_event_id, s.cancelled_at, s.cancel_event_id, s.status")
 ITEM_COLUMNS = ("sale_id", "program_code", "partner_id", "base_amount", "rate", "amount", "currency", "status",
@@ -59,9 +59,23 @@ def _item_view(row: Any) -> ItemView:
                     row.account_id, row.booked_at, row.sale_period)
 
 
+ITEM_CHANGES_TABLE = (
+    "CREATE TEMP TABLE IF NOT EXISTS item_changes (sale_id text, program_code text, partner_id uuid, "
+    "base_amount numeric(18,2), rate numeric(12,6), amount numeric(18,2), currency text, status text, "
+    "classification text, tier text, category text, detail text, sale_period text, revision int) "
+    "ON COMMIT DELETE ROWS"
+)
+UPSERT_ITEMS = (
+    f"INSERT INTO accrual_items ({', '.join(ITEM_COLUMNS)}) SELECT {', '.join(ITEM_COLUMNS)} FROM item_changes "
+    "ON CONFLICT (sale_id, program_code) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in ITEM_COLUMNS[2:]) + ", updated_at = now()"
+)
+
+
 def _sale(row: Any) -> Sale:
-    return Sale(row.sale_id, row.partner_id, row.account_id, row.sku, row.amount, row.currency, row.booked_at,
-                row.sale_period, row.recorded_event_id, row.cancelled_at, row.cancel_event_id, row.status)
+    return Sale(row["sale_id"], row["partner_id"], row["account_id"], row["sku"], row["amount"], row["currency"],
+                row["booked_at"], row["sale_period"], row["recorded_event_id"], row["cancelled_at"],
+                row["cancel_event_id"], row["status"], row["set_aside"])
 
 
 def _timelines(target: dict[Any, Timeline[Any]], rows: Iterable[Any]) -> None:
@@ -285,18 +299,17 @@ class IncentivesRepository:
         if not sale_ids:
             return {}
         rows = await self.session.execute(sa.text(
-            "SELECT sale_id, account_id, partner_id, sku, fingerprint, recorded_event_id, cancelled_at "
+            "SELECT sale_id, account_id, partner_id, sku, amount, currency, booked_at, recorded_event_id, cancelled_at "
             "FROM sales WHERE sale_id = ANY(:ids)"
         ), {"ids": list(sale_ids)})
         return {row.sale_id: row for row in rows}
 
-    async def add_sales(self, sales: Sequence[Sale], fingerprints: Mapping[str, str],
-                        statuses: Mapping[str, str], errors: Mapping[str, str]) -> None:
+    async def add_sales(self, sales: Sequence[Sale], statuses: Mapping[str, str], errors: Mapping[str, str]) -> None:
         """Inserts new sales with the status their pricing gave them (or 'received' with the error that set
         them aside); the caller holds their account's lock, so none can have been inserted meanwhile."""
         await copy_rows(self.session, "sales", SALE_COLUMNS, [
             (s.sale_id, s.partner_id, s.account_id, s.sku, s.amount, s.currency, s.booked_at, s.sale_period,
-             fingerprints[s.sale_id], statuses.get(s.sale_id, s.status), s.recorded_event_id, s.cancelled_at,
+             statuses.get(s.sale_id, s.status), s.recorded_event_id, s.cancelled_at,
              s.cancel_event_id, errors.get(s.sale_id))
             for s in sales
         ])
@@ -307,13 +320,22 @@ class IncentivesRepository:
         so a concurrent pass over the same sales waits and then sees this one's result."""
         where, params = scope.where()
         await self.session.execute(sa.text(
-            f"DECLARE pricing_scope NO SCROLL CURSOR FOR SELECT {SALE_FIELDS} FROM sales s WHERE {where} "
-            "ORDER BY s.sale_id FOR UPDATE"
+            f"DECLARE pricing_scope NO SCROLL CURSOR FOR SELECT {SALE_FIELDS}, s.pricing_error IS NOT NULL AS "
+            f"set_aside FROM sales s WHERE {where} ORDER BY s.sale_id FOR UPDATE"
         ), params)
 
-    async def fetch_scope(self, size: int) -> list[Sale]:
-        rows = await self.session.execute(sa.text(f"FETCH FORWARD {int(size)} FROM pricing_scope"))
-        return [_sale(row) for row in rows]
+    async def fetch_scope(self, size: int) -> list[tuple[Sale, dict[str, Position]]]:
+        """The next sales in scope, each with what the ledger holds for it."""
+        conn = await driver(self.session)
+        sales = [_sale(row) for row in await conn.fetch(f"FETCH FORWARD {int(size)} FROM pricing_scope")]
+        held: dict[str, dict[str, Position]] = {}
+        if sales:
+            for row in await conn.fetch(
+                "SELECT sale_id, program_code, amount, status, revision, rate, classification, tier, category, "
+                "detail FROM accrual_items WHERE sale_id = ANY($1::text[])", [s.sale_id for s in sales]
+            ):
+                held.setdefault(row[0], {})[row[1]] = Position(row[2], row[3], row[4], tuple(row[5:]))
+        return [(sale, held.get(sale.sale_id, {})) for sale in sales]
 
     async def close_scope(self) -> None:
         await self.session.execute(sa.text("CLOSE pricing_scope"))
@@ -355,46 +377,44 @@ class IncentivesRepository:
                 replicas.products[row.sku] = Product(
                     row.category, eligibility.get(row.sku) or Timeline([(BEGINNING, False)]))
 
-    async def positions(self, sale_ids: Sequence[str]) -> dict[str, dict[str, Position]]:
-        held: dict[str, dict[str, Position]] = {}
-        if not sale_ids:
-            return held
-        for row in await self.session.execute(sa.text(
-            "SELECT sale_id, program_code, amount, status, revision FROM accrual_items WHERE sale_id = ANY(:ids)"
-        ), {"ids": list(sale_ids)}):
-            held.setdefault(row.sale_id, {})[row.program_code] = Position(row.amount, row.status, row.revision)
-        return held
-
     async def closed_through(self) -> str | None:
         return (await self.session.execute(sa.select(m.period_close.c.closed_through))).scalar()
 
     # --- pricing: bulk save ---------------------------------------------------------------
-    async def save_posting(self, posting: Posting, sale_ids: Sequence[str], run_id: uuid.UUID | None,
+    async def save_posting(self, posting: Posting, sales: Sequence[Sale], run_id: uuid.UUID | None,
                            replace: bool, bip: bool) -> None:
-        """Replaces the items of the sales posted and appends the entries: a few statements and COPYs."""
-        if replace:
-            await self.session.execute(sa.text("DELETE FROM accrual_items WHERE sale_id = ANY(:ids)"),
-                                       {"ids": list(sale_ids)})
-        await copy_rows(self.session, "accrual_items", ITEM_COLUMNS, [
-            (i.sale_id, i.program_code, i.partner_id, i.base_amount, i.rate, i.amount, i.currency, i.status,
-             i.classification, i.tier, i.category, i.detail, i.sale_period, i.revision)
-            for i in posting.items
-        ])
+        """Writes what a posting changed: items (COPY for sales new here, else upserted), the ledger entries,
+        the sales' statuses and BIP contributions; a few statements whatever the number of sales."""
+        conn = await driver(self.session)
+        items = [(i.sale_id, i.program_code, i.partner_id, i.base_amount, i.rate, i.amount, i.currency, i.status,
+                  i.classification, i.tier, i.category, i.detail, i.sale_period, i.revision) for i in posting.items]
+        if not replace:
+            await copy_rows(self.session, "accrual_items", ITEM_COLUMNS, items)
+        else:
+            if posting.removed:
+                await conn.execute(
+                    "DELETE FROM accrual_items a USING unnest($1::text[], $2::text[]) AS r(sale_id, code) "
+                    "WHERE a.sale_id = r.sale_id AND a.program_code = r.code",
+                    [r[0] for r in posting.removed], [r[1] for r in posting.removed])
+            if items:
+                # COPY in, then one upsert: binary COPY encodes rows far cheaper than arrays of parameters.
+                await conn.execute(ITEM_CHANGES_TABLE)
+                await conn.copy_records_to_table("item_changes", records=items, columns=ITEM_COLUMNS)
+                await conn.execute(UPSERT_ITEMS)
+                await conn.execute("TRUNCATE item_changes")
         await self.append_entries(posting.entries, run_id)
         if replace and posting.statuses:
-            await self.session.execute(sa.text(
-                "UPDATE sales s SET status = u.status FROM unnest(CAST(:ids AS text[]), CAST(:statuses AS text[])) "
-                "AS u(sale_id, status) WHERE s.sale_id = u.sale_id"
-            ), {"ids": list(posting.statuses), "statuses": list(posting.statuses.values())})
-        if replace:
+            await conn.execute(
+                "UPDATE sales s SET status = u.status FROM unnest($1::text[], $2::text[]) AS u(sale_id, status) "
+                "WHERE s.sale_id = u.sale_id", list(posting.statuses), list(posting.statuses.values()))
+        cleared = [s.sale_id for s in sales if s.set_aside]
+        if cleared:
             # Priced now: whatever set them aside before no longer holds.
-            await self.session.execute(sa.text(
-                "UPDATE sales SET pricing_error = NULL WHERE sale_id = ANY(:ids) AND pricing_error IS NOT NULL"
-            ), {"ids": list(sale_ids)})
+            await conn.execute("UPDATE sales SET pricing_error = NULL WHERE sale_id = ANY($1::text[])", cleared)
         if bip:
             if replace:
-                await self.session.execute(sa.text("DELETE FROM bip_contributions WHERE sale_id = ANY(:ids)"),
-                                           {"ids": list(sale_ids)})
+                await conn.execute("DELETE FROM bip_contributions WHERE sale_id = ANY($1::text[])",
+                                   [s.sale_id for s in sales])
             await copy_rows(self.session, "bip_contributions", CONTRIBUTION_COLUMNS, posting.contributions)
 
     async def append_entries(self, entries: Sequence[Entry], run_id: uuid.UUID | None) -> None:

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
@@ -52,9 +50,10 @@ class SaleConflict(Exception):
     """The same sale_id arrived with other content."""
 
 
-def sale_fingerprint(sale: SaleIn) -> str:
-    canonical = json.dumps(sale.model_dump(mode="json"), sort_keys=True)
-    return hashlib.sha256(canonical.encode()).hexdigest()
+def same_sale(known: Any, sale: SaleIn) -> bool:
+    """The same sale recorded again: every fact the same (a sale is identified by its sale_id)."""
+    return (known.partner_id, known.account_id, known.sku, known.amount, known.currency, known.booked_at) == (
+        sale.partner_id, sale.account_id, sale.sku, sale.amount, sale.currency, sale.booked_at)
 
 
 def recorded_cause(sale: Sale) -> str:
@@ -94,7 +93,6 @@ class PricingPass:
         self.delta: dict[str, Decimal] = {}
         self.bip_groups: dict[BipGroup, str] = {}
         self.set_aside: dict[str, str] = {}
-        self.fingerprints: dict[str, str] = {}  # of the sales being recorded now
 
     @classmethod
     async def start(cls, tx: Transaction, cause: Callable[[Sale], str], run_id: uuid.UUID | None = None
@@ -104,17 +102,18 @@ class PricingPass:
 
     async def price_scope(self, scope: SaleScope) -> None:
         await self.repo.open_scope(scope)
-        while sales := await self.repo.fetch_scope(CHUNK):
-            await self.price(sales, new=False)
+        while chunk := await self.repo.fetch_scope(CHUNK):
+            sales = [sale for sale, _ in chunk]
+            await self.repo.load_replicas(self.replicas, sales)
+            await self._post(sales, {sale.sale_id: held for sale, held in chunk if held}, new=False)
             if len(self.tx.events) >= CHUNK:
                 await self.tx.flush_events()
         await self.repo.close_scope()
 
-    async def price(self, sales: Sequence[Sale], *, new: bool) -> None:
-        """Prices sales already recorded (new=False: their items are replaced) or being recorded now."""
+    async def price_new(self, sales: Sequence[Sale]) -> None:
+        """Prices sales being recorded now, in the transaction that records them."""
         await self.repo.load_replicas(self.replicas, sales)
-        positions = {} if new else await self.repo.positions([s.sale_id for s in sales])
-        await self._post(list(sales), positions, new)
+        await self._post(list(sales), {}, new=True)
 
     async def _post(self, sales: list[Sale], positions: dict[str, dict[str, Position]], new: bool) -> None:
         pricings, priced = [], []
@@ -129,9 +128,8 @@ class PricingPass:
             posting = post_sales(pricings, positions, self.periods, self.cause)
             async with self.tx.session.begin_nested():
                 if new:
-                    await self.repo.add_sales(priced, self.fingerprints, posting.statuses, {})
-                await self.repo.save_posting(posting, [s.sale_id for s in priced], self.run_id, replace=not new,
-                                             bip=self.pricer.has_bip)
+                    await self.repo.add_sales(priced, posting.statuses, {})
+                await self.repo.save_posting(posting, priced, self.run_id, replace=not new, bip=self.pricer.has_bip)
         except Exception as exc:
             if is_transient(exc):
                 raise
@@ -160,7 +158,7 @@ class PricingPass:
         SALES_SET_ASIDE.labels("incentives").inc(len(errors))
         self.set_aside.update(errors)
         if new:
-            await self.repo.add_sales([s for s in sales if s.sale_id in errors], self.fingerprints, {}, errors)
+            await self.repo.add_sales([s for s in sales if s.sale_id in errors], {}, errors)
         else:
             await self.repo.set_aside(errors)
 
@@ -263,8 +261,9 @@ class Recording:
     rejected: dict[str, str] = field(default_factory=dict)  # event id -> reason
 
 
-def _lock_keys(account_id: uuid.UUID, partner_id: uuid.UUID, sku: str) -> tuple[str, str, str]:
-    return f"account:{account_id}", f"partner:{partner_id}", f"sku:{sku}"
+def _lock_keys(accounts: Iterable[uuid.UUID], partners: Iterable[uuid.UUID], skus: Iterable[str]) -> set[str]:
+    return ({f"account:{a}" for a in set(accounts)} | {f"partner:{p}" for p in set(partners)}
+            | {f"sku:{s}" for s in set(skus)})
 
 
 async def record_sales(
@@ -282,31 +281,23 @@ async def record_sales(
     ids = [sale.sale_id for sale, _ in recorded] + [c.sale_id for c in cancelled]
     # A cancellation's keys are its sale's: known only from the table, so read before locking.
     before = await repo.known_sales(ids) if cancelled else {}
-    keys = {key for sale, _ in recorded for key in _lock_keys(sale.account_id, sale.partner_id, sale.sku)}
-    keys |= {key for row in before.values() for key in _lock_keys(row.account_id, row.partner_id, row.sku)}
+    rows: list[Any] = [*(sale for sale, _ in recorded), *before.values()]
+    keys = _lock_keys((r.account_id for r in rows), (r.partner_id for r in rows), (r.sku for r in rows))
     busy = await repo.try_lock([LOCK_PROGRAMS], shared=True)
     busy |= keys if busy else await repo.try_lock(keys)
     known = await repo.known_sales(ids)
 
     new: dict[str, Sale] = {}
-    fingerprints: dict[str, str] = {}
     for sale, event_id in recorded:
-        fingerprint = sale_fingerprint(sale)
-        first = known.get(sale.sale_id)
-        first_event, first_fingerprint = (
-            (first.recorded_event_id, first.fingerprint) if first is not None
-            else (new[sale.sale_id].recorded_event_id, fingerprints[sale.sale_id]) if sale.sale_id in new
-            else (None, None)
-        )
-        if first_fingerprint is None:
+        first = known.get(sale.sale_id) or new.get(sale.sale_id)
+        if first is None:
             new[sale.sale_id] = Sale(sale.sale_id, sale.partner_id, sale.account_id, sale.sku, sale.amount,
                                      sale.currency, sale.booked_at, period_of(sale.booked_at), event_id)
-            fingerprints[sale.sale_id] = fingerprint
             result.outcomes[event_id] = "received"
-        elif first_fingerprint != fingerprint:
+        elif not same_sale(first, sale):
             result.rejected[event_id] = (
-                f"sale {sale.sale_id} was already recorded with other content (first by event {first_event}); "
-                "a sale is identified by its sale_id"
+                f"sale {sale.sale_id} was already recorded with other content (first by event "
+                f"{first.recorded_event_id}); a sale is identified by its sale_id"
             )
         else:
             result.outcomes[event_id] = "duplicate"
@@ -327,12 +318,18 @@ async def record_sales(
             await repo.keep_cancellation(cancel.sale_id, cancel.cancelled_at, cancel.event_id)
             result.outcomes[cancel.event_id] = "kept until the sale arrives"
 
+    busy_accounts = {key.partition(":")[2] for key in busy if key.startswith("account:")}
+    busy_partners = {key.partition(":")[2] for key in busy if key.startswith("partner:")}
+    busy_skus = {key.partition(":")[2] for key in busy if key.startswith("sku:")}
+
     def priceable(account_id: uuid.UUID, partner_id: uuid.UUID, sku: str) -> bool:
-        return not busy.intersection(_lock_keys(account_id, partner_id, sku))
+        if not busy:
+            return True
+        return not (str(account_id) in busy_accounts or str(partner_id) in busy_partners or sku in busy_skus)
 
     waiting = [s for s in new.values() if not priceable(s.account_id, s.partner_id, s.sku)]
     if waiting:
-        await repo.add_sales(waiting, fingerprints, {}, {})
+        await repo.add_sales(waiting, {}, {})
     newly_cancelled = await repo.cancel_sales(list(to_cancel.values()))
     for cancel in cancelled:
         if cancel.sale_id in to_cancel:
@@ -345,9 +342,8 @@ async def record_sales(
                    key=lambda s: s.sale_id)
     if ready or cancelled_now:
         pricing = await PricingPass.start(tx, recorded_cause)
-        pricing.fingerprints = fingerprints
         if ready:
-            await pricing.price(ready, new=True)
+            await pricing.price_new(ready)
         if cancelled_now:
             await pricing.price_scope(SaleScope(sale_ids=sorted(cancelled_now)))
         await pricing.settle_bip()

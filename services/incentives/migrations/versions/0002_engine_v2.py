@@ -18,9 +18,12 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     op.add_column("sales", sa.Column("pricing_error", sa.Text(), nullable=True))
+    op.alter_column("sales", "fingerprint", existing_type=sa.Text(), nullable=True)
     op.drop_index("sales_received", table_name="sales")
     op.create_index("sales_received", "sales", ["recorded_at", "sale_id"], unique=False,
                     postgresql_where=sa.text("status = 'received' AND pricing_error IS NULL"))
+    op.drop_constraint("accrual_items_sale_id_fkey", "accrual_items", type_="foreignkey")
+    op.drop_constraint("bip_contributions_sale_id_fkey", "bip_contributions", type_="foreignkey")
     op.add_column("accrual_items", sa.Column("category", sa.Text(), nullable=True))
     op.add_column("accrual_items", sa.Column("detail", sa.Text(), nullable=True))
     op.add_column("accrual_items", sa.Column("revision", sa.Integer(), server_default="0", nullable=False))
@@ -44,6 +47,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.create_foreign_key("bip_contributions_sale_id_fkey", "bip_contributions", "sales", ["sale_id"], ["sale_id"])
+    op.create_foreign_key("accrual_items_sale_id_fkey", "accrual_items", "sales", ["sale_id"], ["sale_id"])
     op.drop_column("bip_totals", "revision")
     op.add_column("accrual_items", sa.Column("explanation", sa.Text(), server_default="", nullable=False))
     op.drop_column("accrual_items", "revision")
@@ -53,3 +58,5 @@ def downgrade() -> None:
     op.create_index("sales_received", "sales", ["recorded_at", "sale_id"], unique=False,
                     postgresql_where=sa.text("status = 'received'"))
     op.drop_column("sales", "pricing_error")
+    op.execute("UPDATE sales SET fingerprint = '' WHERE fingerprint IS NULL")
+    op.alter_column("sales", "fingerprint", existing_type=sa.Text(), nullable=False)
