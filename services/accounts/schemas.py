@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 import uuid
 from datetime import datetime
 from typing import Annotated
@@ -20,6 +21,17 @@ def _not_before_beginning(value: datetime) -> datetime:
 
 
 EffectiveFrom = Annotated[datetime, AfterValidator(to_utc), AfterValidator(_not_before_beginning)]
+
+
+def _no_control_characters(value: str) -> str:
+    # CONTRACT §1 input bounds; PostgreSQL text cannot hold a NUL either, so one would fail the write, not validation.
+    if any(unicodedata.category(char) == "Cc" for char in value):
+        raise ValueError("must not contain a NUL or another control character")
+    return value
+
+
+# A name from another service's event: as bounded as one entered here (CONTRACT §1: names up to 500 characters).
+ReplicatedName = Annotated[str, Field(max_length=500), AfterValidator(_no_control_characters)]
 
 
 class Strict(BaseModel):
@@ -114,7 +126,7 @@ class PartnerData(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     id: uuid.UUID
-    name: str
+    name: ReplicatedName
     status: PartnerStatus
     updated_at: UtcDatetime
 

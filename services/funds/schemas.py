@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 import uuid
 from datetime import datetime
 from decimal import Decimal
@@ -236,10 +237,17 @@ class AccrualItem(Lenient):
     status: str
 
 
+def _no_control_characters(value: str) -> str:
+    # CONTRACT §1 input bounds; PostgreSQL text cannot hold a NUL either, so one would fail the write, not validation.
+    if any(unicodedata.category(char) == "Cc" for char in value):
+        raise ValueError("must not contain a NUL or another control character")
+    return value
+
+
 class AccrualData(Lenient):
     """accrual.recorded / accrual.adjusted: the sale's whole current state as incentives priced it."""
 
-    sale_id: str = Field(min_length=1, max_length=200)
+    sale_id: Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_no_control_characters)]
     partner_id: uuid.UUID
     account_id: uuid.UUID | None = None
     booked_at: UtcDatetime
