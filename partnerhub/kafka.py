@@ -10,6 +10,9 @@ from partnerhub.config import Settings
 
 log = logging.getLogger(__name__)
 
+# How long the producer waits to fill a batch; the relay benchmark's raw limit uses the same.
+PRODUCER_LINGER_MS = 5
+
 # Partition counts chosen for scale: consumers scale by group members up to these.
 TOPICS: dict[str, int] = {
     "registry.partners": 6,
@@ -44,7 +47,7 @@ def make_producer(settings: Settings) -> AIOKafkaProducer:
         client_id=f"{settings.kafka_client_id}-producer",
         acks="all",
         enable_idempotence=settings.kafka_idempotence,
-        linger_ms=5,
+        linger_ms=PRODUCER_LINGER_MS,
         request_timeout_ms=15000,
         retry_backoff_ms=200,
     )
