@@ -165,7 +165,8 @@ async def main(count: int, partners: int, database_url: str | None) -> None:
               f"payload {sizes[0]}-{sizes[-1]} bytes, {TOPIC})")
         print(f"raw aiokafka produce (acks=all):       {raw:8.2f} s  {count / raw:10,.0f} /s")
         print(f"Partner Hub outbox relay (acks=all):   {relayed:8.2f} s  {count / relayed:10,.0f} /s")
-        print(f"relay / raw throughput: {raw / relayed:.2f}")
+        print(f"relay / raw throughput: {raw / relayed:.2f}   "
+              f"(load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores: both share the machine)")
     finally:
         await drop_databases(admin, [name])
         if broker is not None:
