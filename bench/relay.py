@@ -5,8 +5,8 @@
 Starts Tansu and an embedded PostgreSQL (or uses KAFKA_BOOTSTRAP_SERVERS / --database-url), migrates an
 incentives database (it holds the shared `outbox` table) and measures, with N `accrual.adjusted` CloudEvents
 of a recalculation's size and shape keyed by partner id on `incentives.accruals`:
-- raw limit: one AIOKafkaProducer (acks=all, idempotence off, the project's linger) sending the N prebuilt
-  payloads and awaiting every acknowledgement;
+- raw limit: one AIOKafkaProducer (acks=all, idempotence off, the project's linger and batch size) sending
+  the N prebuilt payloads one send() each and awaiting every acknowledgement;
 - Partner Hub: the N rows COPYed into the outbox in one committed transaction, then an OutboxRelay with the
   project's producer, timed until every row has `published_at` set.
 """
@@ -36,7 +36,13 @@ from partnerhub.config import Settings, get_settings
 from partnerhub.db import asyncpg_dsn
 from partnerhub.embedded import EmbeddedPostgres, TansuBroker, create_databases, drop_databases
 from partnerhub.events import OutgoingEvent
-from partnerhub.kafka import PRODUCER_LINGER_MS, all_topics, ensure_topics, make_producer
+from partnerhub.kafka import (
+    PRODUCER_LINGER_MS,
+    PRODUCER_MAX_BATCH_BYTES,
+    all_topics,
+    ensure_topics,
+    make_producer,
+)
 from partnerhub.migrations import upgrade
 from partnerhub.relay import OutboxRelay
 
@@ -79,7 +85,8 @@ def recalculation_events(count: int, partners: int) -> list[OutboxEvent]:
 async def raw_produce(bootstrap: str, events: Sequence[OutboxEvent]) -> float:
     encoded = [(event.payload.encode(), event.key.encode()) for event in events]
     producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, acks="all", enable_idempotence=False, linger_ms=PRODUCER_LINGER_MS
+        bootstrap_servers=bootstrap, acks="all", enable_idempotence=False, linger_ms=PRODUCER_LINGER_MS,
+        max_batch_size=PRODUCER_MAX_BATCH_BYTES,
     )
     await producer.start()
     try:
