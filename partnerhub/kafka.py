@@ -10,6 +10,13 @@ from partnerhub.config import Settings
 
 log = logging.getLogger(__name__)
 
+# How long the producer waits to fill a batch; the relay benchmark's raw limit uses the same.
+PRODUCER_LINGER_MS = 5
+# Bytes per partition batch (aiokafka's default is 16 KiB). The outbox relay hands the producer whole batches of
+# its backlog, one per partition at a time, so a batch must hold hundreds of events for a recalculation to flow;
+# half of a broker's default 1 MiB record-batch limit.
+PRODUCER_MAX_BATCH_BYTES = 512 * 1024
+
 # Partition counts chosen for scale: consumers scale by group members up to these.
 TOPICS: dict[str, int] = {
     "registry.partners": 6,
@@ -44,7 +51,8 @@ def make_producer(settings: Settings) -> AIOKafkaProducer:
         client_id=f"{settings.kafka_client_id}-producer",
         acks="all",
         enable_idempotence=settings.kafka_idempotence,
-        linger_ms=5,
+        linger_ms=PRODUCER_LINGER_MS,
+        max_batch_size=PRODUCER_MAX_BATCH_BYTES,
         request_timeout_ms=15000,
         retry_backoff_ms=200,
     )

@@ -5,9 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import deque
+from collections.abc import Iterable, Sequence
+from typing import Any, NamedTuple, Protocol
 
 import asyncpg
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka.partitioner import DefaultPartitioner
 
 from partnerhub.config import Settings
 from partnerhub.db import OUTBOX_CHANNEL, asyncpg_dsn
@@ -19,6 +23,174 @@ log = logging.getLogger(__name__)
 RELAY_LOCK_ID = 0x5048_0001
 PRUNE_EVERY_SECONDS = 600.0
 SAFETY_POLL_SECONDS = 1.0
+# Counting the backlog reads every unpublished row: while a large backlog drains it is recounted this often
+# and otherwise kept by subtracting what was marked published.
+MEASURE_EVERY_SECONDS = 1.0
+# Rows read ahead of the ones in flight, in reads of outbox_batch_size: when a partition's batch is
+# acknowledged its next batch is already waiting, so the broker is never left idle for a database read.
+READ_AHEAD_READS = 16
+
+# The key and payload arrive as the bytes Kafka sends (no str per row, no encode). Rows are read past a
+# cursor, so reads go on while earlier rows are still in flight and not yet marked published.
+FETCH_UNPUBLISHED = (
+    "SELECT id, topic, convert_to(key, 'UTF8') AS key, convert_to(payload::text, 'UTF8') AS payload "
+    "FROM outbox WHERE published_at IS NULL AND id > $1 ORDER BY id LIMIT $2"
+)
+MARK_PUBLISHED = "UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])"
+
+
+class OutboxRow(NamedTuple):
+    id: int
+    topic: str
+    key: bytes
+    payload: bytes
+
+
+class RecordBatch(Protocol):
+    """What the relay needs of aiokafka's BatchBuilder: append answers None once the batch is full."""
+
+    def append(self, *, timestamp: int | None, key: bytes | None, value: bytes | None) -> object | None: ...
+
+
+def kafka_partition(key: bytes, partitions: Sequence[int]) -> int:
+    """The partition every Kafka client's default partitioner picks for a key (murmur2), so a key lands where
+    any other producer of the topic would put it."""
+    return int(DefaultPartitioner()(key, list(partitions), list(partitions)))
+
+
+class Lane:
+    """One partition's unpublished rows in id order. Only one batch of them is out at a time: a batch that
+    fails is never overtaken by a later one of the same partition, so a key's order survives retries."""
+
+    def __init__(self, tp: TopicPartition) -> None:
+        self.tp = tp
+        self.waiting: deque[OutboxRow] = deque()
+        self.busy = False
+
+    def fill(self, batch: RecordBatch) -> list[int]:
+        """Moves rows from the head into the batch until it is full; returns their ids (at least one: an empty
+        batch takes any first row, however large)."""
+        ids: list[int] = []
+        waiting = self.waiting
+        while waiting:
+            row = waiting[0]
+            if batch.append(timestamp=None, key=row.key, value=row.payload) is None:
+                break
+            waiting.popleft()
+            ids.append(row.id)
+        return ids
+
+
+class Publication:
+    """One pass over the outbox: rows are routed to their partition's lane as they are read, every lane sends
+    its next batch the moment the broker acknowledged its previous one, and acknowledged ids queue up to be
+    marked published."""
+
+    def __init__(self, producer: AIOKafkaProducer, service: str) -> None:
+        self.producer = producer
+        self.service = service
+        self.lanes: dict[TopicPartition, Lane] = {}
+        self.waiting = 0
+        self.failure: BaseException | None = None
+        self.closed = False
+        self._acknowledged: list[int] = []
+        self._partitions: dict[str, list[int]] = {}
+        self._routes: dict[tuple[str, bytes], Lane] = {}
+        self._drivers: set[asyncio.Task[None]] = set()
+        # The reader waits for room to read ahead, the marker for acknowledged ids: each clears its own.
+        self._progress = asyncio.Event()
+        self._acknowledgement = asyncio.Event()
+
+    @property
+    def sending(self) -> bool:
+        return self.failure is None and not self.closed
+
+    @property
+    def settled(self) -> bool:
+        """Nothing is in flight, and nothing waits to go out that still will."""
+        return not self._drivers and (self.waiting == 0 or not self.sending)
+
+    async def add(self, rows: Iterable[OutboxRow]) -> None:
+        for row in rows:
+            route = (row.topic, row.key)
+            lane = self._routes.get(route)
+            if lane is None:
+                partitions = self._partitions.get(row.topic)
+                if partitions is None:
+                    partitions = sorted(await self.producer.partitions_for(row.topic))
+                    self._partitions[row.topic] = partitions
+                tp = TopicPartition(row.topic, kafka_partition(row.key, partitions))
+                lane = self.lanes.get(tp)
+                if lane is None:
+                    lane = self.lanes[tp] = Lane(tp)
+                self._routes[route] = lane
+            lane.waiting.append(row)
+            self.waiting += 1
+        for lane in self.lanes.values():
+            if lane.waiting and not lane.busy and self.sending:
+                lane.busy = True
+                driver = asyncio.create_task(self._drive(lane), name=f"relay-{lane.tp.topic}-{lane.tp.partition}")
+                self._drivers.add(driver)
+                driver.add_done_callback(self._driver_done)
+
+    async def progress(self) -> None:
+        """Waits until a batch was acknowledged or a lane stopped."""
+        await self._progress.wait()
+        self._progress.clear()
+
+    async def acknowledged(self) -> list[int] | None:
+        """The ids acknowledged since the last call, waiting for some; None once closed and all were taken."""
+        while not self._acknowledged:
+            if self.closed:
+                return None
+            await self._acknowledgement.wait()
+            self._acknowledgement.clear()
+        ids, self._acknowledged = self._acknowledged, []
+        return ids
+
+    def interrupt(self) -> None:
+        """Wakes the reader, e.g. because marking failed."""
+        self._progress.set()
+
+    async def close(self) -> None:
+        """Stops sending further batches and waits for those in flight (bounded by the producer's request
+        timeout), so the next pass never races a stale batch of the same partition."""
+        self.closed = True
+        await asyncio.gather(*self._drivers, return_exceptions=True)
+        self._acknowledgement.set()
+
+    def abandon(self) -> None:
+        """Stops at once, without waiting for the batches in flight."""
+        self.closed = True
+        for driver in self._drivers:
+            driver.cancel()
+        self._acknowledgement.set()
+
+    def _driver_done(self, driver: asyncio.Task[None]) -> None:
+        self._drivers.discard(driver)
+        self._progress.set()
+
+    async def _drive(self, lane: Lane) -> None:
+        try:
+            while lane.waiting and self.sending:
+                batch = self.producer.create_batch()
+                ids = lane.fill(batch)
+                self.waiting -= len(ids)
+                # Closed, it takes nothing from the producer's own send() and goes out without lingering.
+                batch.close()
+                try:
+                    delivery = await self.producer.send_batch(batch, lane.tp.topic, partition=lane.tp.partition)
+                    await delivery
+                except Exception as exc:
+                    if self.failure is None:
+                        self.failure = exc
+                    return
+                self._acknowledged.extend(ids)
+                EVENTS_PUBLISHED.labels(self.service, lane.tp.topic).inc(len(ids))
+                self._acknowledgement.set()
+                self._progress.set()
+        finally:
+            lane.busy = False
 
 
 class OutboxRelay:
@@ -28,6 +200,7 @@ class OutboxRelay:
         self.producer = producer
         self.settings = settings
         self.batch_size = settings.outbox_batch_size
+        self.read_ahead = settings.outbox_batch_size * READ_AHEAD_READS
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self._replay_pending = settings.outbox_replay
@@ -45,16 +218,19 @@ class OutboxRelay:
         backoff = 0.2
         while not self._stopping.is_set():
             conn: asyncpg.Connection | None = None
+            marks: asyncpg.Connection | None = None
             try:
                 conn = await asyncpg.connect(self.dsn)
                 if not await self._elect(conn):
                     continue
+                # Marking rows published on a connection of its own lets reads go on meanwhile.
+                marks = await asyncpg.connect(self.dsn)
                 await conn.add_listener(OUTBOX_CHANNEL, lambda *_: self._wake.set())
                 if self._replay_pending:
                     replayed = await conn.execute("UPDATE outbox SET published_at = NULL")
                     log.info("outbox replay into a fresh broker", extra={"fields": {"rows": replayed}})
                     self._replay_pending = False
-                await self._publish_loop(conn)
+                await self._publish_loop(conn, marks)
                 backoff = 0.2
             except asyncio.CancelledError:
                 raise
@@ -64,9 +240,10 @@ class OutboxRelay:
                 backoff = min(backoff * 2, 5.0)
             finally:
                 self.is_leader = False
-                if conn is not None:
-                    with contextlib.suppress(Exception):
-                        await conn.close()
+                for connection in (marks, conn):
+                    if connection is not None:
+                        with contextlib.suppress(Exception):
+                            await connection.close()
 
     async def _elect(self, conn: asyncpg.Connection) -> bool:
         while not self._stopping.is_set():
@@ -76,17 +253,18 @@ class OutboxRelay:
             await self._sleep(2.0)
         return False
 
-    async def _publish_loop(self, conn: asyncpg.Connection) -> None:
+    async def _publish_loop(self, conn: asyncpg.Connection, marks: asyncpg.Connection) -> None:
         loop = asyncio.get_running_loop()
         next_prune = loop.time()
         while True:
             self._wake.clear()
-            published = await self.publish_batch(conn)
             await self._measure(conn)
+            published = await self.publish_pending(conn, marks) if self.backlog else 0
             if loop.time() >= next_prune:
                 await self._prune(conn)
                 next_prune = loop.time() + PRUNE_EVERY_SECONDS
-            if published >= self.batch_size:
+            if published:
+                # Rows committed meanwhile under lower ids (a longer transaction) are only seen by a new pass.
                 continue
             if self._stopping.is_set():
                 if self.backlog == 0:
@@ -95,35 +273,63 @@ class OutboxRelay:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), SAFETY_POLL_SECONDS)
 
-    async def publish_batch(self, conn: asyncpg.Connection) -> int:
-        rows = await conn.fetch(
-            "SELECT id, topic, key, payload::text AS payload FROM outbox "
-            "WHERE published_at IS NULL ORDER BY id LIMIT $1",
-            self.batch_size,
-        )
-        if not rows:
-            return 0
-        futures = []
-        for row in rows:
-            payload = row["payload"].encode()
-            futures.append(await self.producer.send(row["topic"], payload, key=row["key"].encode()))
-        results = await asyncio.gather(*futures, return_exceptions=True)
-        delivered: list[int] = []
-        failure: BaseException | None = None
-        for row, result in zip(rows, results, strict=True):
-            if isinstance(result, BaseException):
-                failure = result
-                break
-            delivered.append(row["id"])
-            EVENTS_PUBLISHED.labels(self.service, row["topic"]).inc()
-        if delivered:
-            await conn.execute("UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])", delivered)
-        if failure is not None:
-            raise failure
-        return len(rows)
+    async def publish_pending(self, conn: asyncpg.Connection, marks: asyncpg.Connection) -> int:
+        """Publishes the unpublished rows in id order, reading on `conn` while earlier rows are in flight, and
+        marks each published on `marks` once the broker acknowledged it; returns how many were. Raises the
+        first failure once the batches in flight have settled."""
+        publication = Publication(self.producer, self.service)
+        marking = asyncio.create_task(self._mark_published(marks, publication))
+        marking.add_done_callback(lambda _: publication.interrupt())
+        try:
+            try:
+                await self._read(conn, publication, marking)
+            finally:
+                # Also after a failure: the next pass must not send a partition's rows behind a stale batch of them.
+                await publication.close()
+                published = await marking
+        except asyncio.CancelledError:
+            # Stopping for good: whatever was not marked is published again by the next relay.
+            publication.abandon()
+            marking.cancel()
+            raise
+        if publication.failure is not None:
+            raise publication.failure
+        return published
+
+    async def _read(self, conn: asyncpg.Connection, publication: Publication, marking: asyncio.Task[int]) -> None:
+        loop = asyncio.get_running_loop()
+        after, exhausted = 0, False
+        next_measure = loop.time() + MEASURE_EVERY_SECONDS
+        while not marking.done():
+            if not exhausted and publication.sending and publication.waiting < self.read_ahead:
+                records = await conn.fetch(FETCH_UNPUBLISHED, after, self.batch_size)
+                exhausted = len(records) < self.batch_size
+                if records:
+                    after = records[-1][0]
+                    await publication.add(OutboxRow(r[0], r[1], r[2], r[3]) for r in records)
+            elif publication.settled:
+                return
+            else:
+                await publication.progress()
+            if loop.time() >= next_measure:
+                await self._measure(conn)
+                next_measure = loop.time() + MEASURE_EVERY_SECONDS
+
+    async def _mark_published(self, marks: asyncpg.Connection, publication: Publication) -> int:
+        published = 0
+        while (ids := await publication.acknowledged()) is not None:
+            await marks.execute(MARK_PUBLISHED, ids)
+            published += len(ids)
+            self._published(len(ids))
+        return published
+
+    def _published(self, rows: int) -> None:
+        # Rows committed since the last count are not in it yet; the next count brings them in.
+        self.backlog = max(self.backlog - rows, 0)
+        OUTBOX_BACKLOG.labels(self.service).set(self.backlog)
 
     async def _measure(self, conn: asyncpg.Connection) -> None:
-        row = await conn.fetchrow(
+        row: Any = await conn.fetchrow(
             "SELECT count(*) AS backlog, "
             "coalesce(extract(epoch FROM now() - min(created_at)), 0)::float AS age "
             "FROM outbox WHERE published_at IS NULL"
