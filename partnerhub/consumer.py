@@ -131,6 +131,13 @@ class ConsumerRunner:
                 log.warning("consumer lost the broker; reconnecting", extra={"fields": {"error": repr(exc)}})
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
+            except Exception as exc:
+                # Nothing one message does may end the consumer: its offset is not committed, so it comes
+                # back after the pause and meets the same per-message handling (retries, then the DLQ).
+                log.exception("consumer failed on a batch; resuming from the last committed offset",
+                              extra={"fields": {"error": repr(exc)}})
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
             finally:
                 self.consumer = None
                 with contextlib.suppress(Exception):
@@ -337,8 +344,14 @@ class ConsumerRunner:
         """Sends the message unchanged to `<topic>.dlq`, then records it so a redelivery is not sent twice."""
         if not self.inbox.get(message.topic, True):
             event_id = None  # a topic without an inbox: its handlers refuse a redelivered bad event again
-        if event_id is not None and await self._seen(event_id):
-            return
+        if event_id is not None:
+            try:
+                if await self._seen(event_id):
+                    return
+            except Exception as exc:
+                if is_transient(exc):
+                    raise
+                event_id = None  # an id the inbox cannot even hold: letter it without a record
         headers = [
             *[(k, v) for k, v in (message.headers or ()) if not k.startswith("dlq.")],
             ("dlq.reason", reason.encode()),

@@ -6,12 +6,13 @@ import os
 import random
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from partnerhub.timeutil import isoformat, utcnow
+from partnerhub.types import UtcDatetime, no_control_characters
 
 
 class EnvelopeError(ValueError):
@@ -22,11 +23,12 @@ class CloudEvent(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True)
 
     specversion: str = Field(pattern=r"^1\.0$")
-    id: str = Field(min_length=1, max_length=200)
-    source: str = Field(min_length=1)
-    type: str = Field(min_length=1)
-    subject: str | None = None
-    time: datetime | None = None
+    # Attributes go into inbox rows and logs: bounded, and never a NUL or another control character.
+    id: Annotated[str, Field(min_length=1, max_length=200), AfterValidator(no_control_characters)]
+    source: Annotated[str, Field(min_length=1, max_length=500), AfterValidator(no_control_characters)]
+    type: Annotated[str, Field(min_length=1, max_length=200), AfterValidator(no_control_characters)]
+    subject: Annotated[str, Field(max_length=500), AfterValidator(no_control_characters)] | None = None
+    time: UtcDatetime | None = None
     datacontenttype: str | None = "application/json"
     data: dict[str, Any]
     traceparent: str | None = None

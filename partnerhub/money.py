@@ -5,6 +5,8 @@ from __future__ import annotations
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
 CENT = Decimal("0.01")
+# CONTRACT §1: a money amount has at most 12 digits before the point.
+MAX_WHOLE_DIGITS = 12
 # ISO 4217 codes whose minor unit is 2 (the only ones Partner Hub books).
 TWO_DECIMAL_CURRENCIES = frozenset(
     """AED AFN ALL AMD ANG AOA ARS AUD AWG AZN BAM BBD BDT BGN BMD BND BOB BRL BSD BTN BWP BYN BZD CAD CDF
@@ -36,6 +38,8 @@ def parse_money(raw: object) -> Decimal:
         raise ValueError(f"{raw!r} is not a decimal amount") from exc
     if not value.is_finite():
         raise ValueError(f"{raw!r} is not a finite amount")
+    if value and value.adjusted() >= MAX_WHOLE_DIGITS:
+        raise ValueError(f"{raw!r} is too large: an amount has at most {MAX_WHOLE_DIGITS} digits before the point")
     exponent = value.as_tuple().exponent
     if isinstance(exponent, int) and exponent < -2:
         raise ValueError(f"{raw!r} has more than two decimals")

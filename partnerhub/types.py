@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime
+import unicodedata
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated
 
-from pydantic import AfterValidator, BeforeValidator, PlainSerializer, WithJsonSchema
+from pydantic import AfterValidator, BeforeValidator, Field, PlainSerializer, WithJsonSchema
 
 from partnerhub.money import check_currency, format_money, format_rate, parse_money, parse_rate
-from partnerhub.timeutil import isoformat, to_utc
+from partnerhub.timeutil import isoformat, stored_utc, to_utc
 
 Money = Annotated[
     Decimal,
@@ -54,6 +55,31 @@ def _rfc3339(value: object) -> object:
     return value
 
 
+# CONTRACT §1: every accepted timestamp lies in [EARLIEST, LATEST), so nothing computed from one overflows.
+EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
+LATEST = datetime(2200, 1, 1, tzinfo=UTC)
+
+
+def _in_bounds(value: datetime) -> datetime:
+    if not EARLIEST <= value < LATEST:
+        raise ValueError("a timestamp must lie between 1900-01-01T00:00:00Z and 2200-01-01T00:00:00Z")
+    return value
+
+
+def no_control_characters(value: str) -> str:
+    """CONTRACT §1: no NUL or other control character (PostgreSQL text cannot even hold a NUL)."""
+    if any(unicodedata.category(char) == "Cc" for char in value):
+        raise ValueError("must not contain a NUL or another control character")
+    return value
+
+
+def plain_text(value: str) -> str:
+    """Free text may break lines and hold tabs; no other control character."""
+    if any(unicodedata.category(char) == "Cc" and char not in "\t\n\r" for char in value):
+        raise ValueError("must not contain a NUL or a control character other than tab and newline")
+    return value
+
+
 def _country(value: object) -> str:
     if not isinstance(value, str) or value not in COUNTRIES:
         raise ValueError(f"{value!r} is not an ISO 3166-1 alpha-2 country code (e.g. DE, US)")
@@ -64,8 +90,17 @@ UtcDatetime = Annotated[
     datetime,
     BeforeValidator(_rfc3339),
     AfterValidator(to_utc),
+    AfterValidator(_in_bounds),
     PlainSerializer(isoformat, return_type=str),
 ]
+# A stored moment on its way out: never refused (a row may predate the bounds), always RFC 3339 UTC.
+Instant = Annotated[datetime, AfterValidator(stored_utc), PlainSerializer(isoformat, return_type=str)]
+# Codes and keys (sale_id, sku, program and certification codes, event ids): up to 100 characters.
+Code = Annotated[str, Field(min_length=1, max_length=100), AfterValidator(no_control_characters)]
+# Names: up to 500 characters on one line.
+Name = Annotated[str, Field(min_length=1, max_length=500), AfterValidator(no_control_characters)]
+# Free text (reasons, activities): up to 500 characters, tabs and newlines allowed.
+FreeText = Annotated[str, Field(max_length=500), AfterValidator(plain_text)]
 Country = Annotated[
     str,
     BeforeValidator(_country),

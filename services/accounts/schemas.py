@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import unicodedata
 import uuid
 from datetime import datetime
 from typing import Annotated
@@ -10,7 +9,7 @@ from typing import Annotated
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from partnerhub.timeutil import BEGINNING, isoformat, to_utc
-from partnerhub.types import Country, UtcDatetime
+from partnerhub.types import Country, UtcDatetime, no_control_characters
 from services.accounts.domain import Classification, Decision, PartnerStatus, RegistrationStatus
 
 
@@ -23,15 +22,8 @@ def _not_before_beginning(value: datetime) -> datetime:
 EffectiveFrom = Annotated[datetime, AfterValidator(to_utc), AfterValidator(_not_before_beginning)]
 
 
-def _no_control_characters(value: str) -> str:
-    # CONTRACT §1 input bounds; PostgreSQL text cannot hold a NUL either, so one would fail the write, not validation.
-    if any(unicodedata.category(char) == "Cc" for char in value):
-        raise ValueError("must not contain a NUL or another control character")
-    return value
-
-
 # A name from another service's event: as bounded as one entered here (CONTRACT §1: names up to 500 characters).
-ReplicatedName = Annotated[str, Field(max_length=500), AfterValidator(_no_control_characters)]
+ReplicatedName = Annotated[str, Field(max_length=500), AfterValidator(no_control_characters)]
 
 
 class Strict(BaseModel):

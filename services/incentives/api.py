@@ -22,7 +22,6 @@ from partnerhub.http import (
 )
 from partnerhub.problems import Problem
 from partnerhub.service import Ctx
-from partnerhub.timeutil import stored_utc
 from services.incentives import usecases
 from services.incentives.domain import ItemView, explain
 from services.incentives.domain import Program as DomainProgram
@@ -167,7 +166,7 @@ async def get_sale(sale_id: str, ctx: Ctx, principal: Anyone) -> SaleView:
         views = await repo.sale_items(sale_id)
         programs = {p.code: p for p in await repo.programs()} if views else {}
     return SaleView.model_validate({
-        **sale._mapping, "booked_at": stored_utc(sale.booked_at),
+        **sale._mapping,
         "status": "cancelled" if sale.cancelled_at is not None else sale.status,
         "items": [accrual_view(view, programs) for view in views],
     })

@@ -524,6 +524,19 @@ class Posting:
     def add_delta(self, currency: str, amount: Decimal) -> None:
         self.delta[currency] = self.delta.get(currency, ZERO) + amount
 
+    def merge(self, other: Posting) -> None:
+        self.items += other.items
+        self.removed += other.removed
+        self.entries += other.entries
+        self.statuses.update(other.statuses)
+        self.events += other.events
+        self.contributions += other.contributions
+        self.bip_groups.update(other.bip_groups)
+        self.recomputed += other.recomputed
+        self.changed += other.changed
+        for currency, amount in other.delta.items():
+            self.add_delta(currency, amount)
+
 
 @lru_cache(maxsize=65536)
 def _text(value: uuid.UUID) -> str:

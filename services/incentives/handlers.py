@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from partnerhub.consumer import Handler, Rejected, Subscription, validation_reason
 from partnerhub.db import Transaction
 from partnerhub.events import CloudEvent
-from partnerhub.types import UtcDatetime
+from partnerhub.types import Code, UtcDatetime
 from services.incentives import usecases
 from services.incentives.schemas import SaleCancelled, SaleIn
 
@@ -42,7 +42,7 @@ class AccountOwnershipChanged(Account):
 
 
 class Certification(Lenient):
-    code: str
+    code: Code
     issued_at: UtcDatetime | None = None
     expires_at: UtcDatetime | None = None
 

@@ -7,7 +7,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from partnerhub.types import Currency, Money, Rate, UtcDatetime
+from partnerhub.types import Code, Currency, Instant, Money, Name, Rate, UtcDatetime
 from services.incentives.domain import ANY, ProgramKind
 
 CLASSIFICATIONS = ("strategic", "key", "commercial", "smb")
@@ -19,10 +19,10 @@ class Strict(BaseModel):
 
 
 class SaleIn(Strict):
-    sale_id: str = Field(min_length=1, max_length=200)
+    sale_id: Code
     partner_id: uuid.UUID
     account_id: uuid.UUID
-    sku: str = Field(min_length=1, max_length=200)
+    sku: Code
     amount: Money
     currency: Currency
     booked_at: UtcDatetime
@@ -39,7 +39,7 @@ class CancelIn(Strict):
 
 
 class SaleCancelled(BaseModel):
-    sale_id: str = Field(min_length=1, max_length=200)
+    sale_id: Code
     cancelled_at: UtcDatetime
 
 
@@ -50,8 +50,8 @@ class SaleAccepted(BaseModel):
 
 
 class ProductIn(Strict):
-    name: str = Field(min_length=1, max_length=300)
-    category: str = Field(min_length=1, max_length=100)
+    name: Name
+    category: Code
     rebate_eligible: bool
     standalone_software: bool = False
     effective_from: UtcDatetime | None = None
@@ -70,7 +70,7 @@ class Product(BaseModel):
 class RuleIn(Strict):
     classification: str = ANY
     tier: str = ANY
-    category: str = Field(default=ANY, min_length=1, max_length=100)
+    category: Code = ANY
     rate: Rate
 
     @model_validator(mode="after")
@@ -86,11 +86,11 @@ class RuleIn(Strict):
 
 class ProgramIn(Strict):
     code: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._-]+$")
-    name: str = Field(min_length=1, max_length=300)
+    name: Name
     kind: ProgramKind
     valid_from: UtcDatetime
     valid_to: UtcDatetime | None = None
-    required_certification: str | None = Field(default=None, max_length=100)
+    required_certification: Code | None = None
     target: Money | None = None
     rules: list[RuleIn] = Field(min_length=1, max_length=200)
 
@@ -153,9 +153,9 @@ class SaleView(BaseModel):
     sku: str
     amount: Money
     currency: str
-    booked_at: UtcDatetime
+    booked_at: Instant
     status: str = Field(description="the sale's status; received while it waits to be priced; or cancelled")
-    cancelled_at: UtcDatetime | None
+    cancelled_at: Instant | None
     pricing_error: str | None = Field(
         default=None, description="why the sale could not be priced: it is set aside until a change touches it"
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
@@ -43,6 +44,8 @@ from services.incentives.schemas import ProductIn, ProgramIn, SaleIn
 PRICING_BATCH = 1000
 # A recalculation streams its sales in chunks of this many: memory stays bounded however many it touches.
 CHUNK = 5000
+# Pricing yields to the event loop after this many sales, so a chunk's writes go on meanwhile.
+SLICE = 250
 log = logging.getLogger(__name__)
 
 
@@ -74,6 +77,18 @@ class RunResult:
     run_id: uuid.UUID | None
 
 
+@dataclass
+class Computed:
+    """A chunk priced and posted, waiting to be saved."""
+
+    sales: list[Sale]
+    positions: dict[str, dict[str, Position]]
+    priced: list[Sale] = field(default_factory=list)
+    errors: dict[str, str] = field(default_factory=dict)
+    posting: Posting = field(default_factory=Posting)
+    failure: Exception | None = None
+
+
 class PricingPass:
     """One transaction's pricing: load → price → post → save, chunk by chunk, then BIP once for every month the
     chunks touched. A sale that cannot be priced is set aside with its reason; the others go on."""
@@ -101,48 +116,78 @@ class PricingPass:
         return cls(tx, await repo.programs(), await repo.closed_through(), cause, run_id)
 
     async def price_scope(self, scope: SaleScope) -> None:
+        """Streams the scope chunk by chunk. While one chunk's writes run in PostgreSQL, the next chunk is priced
+        here: the database and Python each keep a core busy instead of taking turns."""
         await self.repo.open_scope(scope)
-        while chunk := await self.repo.fetch_scope(CHUNK):
-            sales = [sale for sale, _ in chunk]
-            await self.repo.load_replicas(self.replicas, sales)
-            await self._post(sales, {sale.sale_id: held for sale, held in chunk if held}, new=False)
-            if len(self.tx.events) >= CHUNK:
-                await self.tx.flush_events()
+        chunk = await self._next_chunk()
+        computed = await self._compute(*chunk, new=False) if chunk[0] else None
+        while computed is not None:
+            following = await self._next_chunk()
+            saving = asyncio.ensure_future(self._save(computed, new=False))
+            try:
+                upcoming = await self._compute(*following, new=False) if following[0] else None
+            finally:
+                await saving
+            computed = upcoming
         await self.repo.close_scope()
+
+    async def _next_chunk(self) -> tuple[list[Sale], dict[str, dict[str, Position]]]:
+        chunk = await self.repo.fetch_scope(CHUNK)
+        sales = [sale for sale, _ in chunk]
+        await self.repo.load_replicas(self.replicas, sales)
+        return sales, {sale.sale_id: held for sale, held in chunk if held}
 
     async def price_new(self, sales: Sequence[Sale]) -> None:
         """Prices sales being recorded now, in the transaction that records them."""
         await self.repo.load_replicas(self.replicas, sales)
-        await self._post(list(sales), {}, new=True)
+        await self._save(await self._compute(list(sales), {}, new=True), new=True)
 
-    async def _post(self, sales: list[Sale], positions: dict[str, dict[str, Position]], new: bool) -> None:
-        pricings, priced = [], []
-        errors: dict[str, str] = {}
-        for sale in sales:
+    async def _compute(self, sales: list[Sale], positions: dict[str, dict[str, Position]], *, new: bool
+                       ) -> Computed:
+        """Prices and posts, a slice at a time, letting the event loop run a pending save in between."""
+        computed = Computed(sales, positions)
+        for start in range(0, len(sales), SLICE):
+            pricings = []
+            for sale in sales[start:start + SLICE]:
+                try:
+                    pricings.append(self.pricer.price(self.replicas.facts(sale)))
+                    computed.priced.append(sale)
+                except Exception as exc:
+                    computed.errors[sale.sale_id] = _reason(exc)
             try:
-                pricings.append(self.pricer.price(self.replicas.facts(sale)))
-                priced.append(sale)
+                computed.posting.merge(post_sales(pricings, positions, self.periods, self.cause))
             except Exception as exc:
-                errors[sale.sale_id] = _reason(exc)
+                computed.failure = exc  # the save splits the chunk and finds the sale behind it
+            if len(sales) > SLICE:
+                await asyncio.sleep(0)
+        return computed
+
+    async def _save(self, computed: Computed, *, new: bool) -> None:
+        posting = computed.posting
         try:
-            posting = post_sales(pricings, positions, self.periods, self.cause)
+            if computed.failure is not None:
+                raise computed.failure
             async with self.tx.session.begin_nested():
                 if new:
-                    await self.repo.add_sales(priced, posting.statuses, {})
-                await self.repo.save_posting(posting, priced, self.run_id, replace=not new, bip=self.pricer.has_bip)
+                    await self.repo.add_sales(computed.priced, posting.statuses, {})
+                await self.repo.save_posting(posting, computed.priced, self.run_id, replace=not new,
+                                             bip=self.pricer.has_bip)
         except Exception as exc:
             if is_transient(exc):
                 raise
+            priced = computed.priced
             if len(priced) > 1:
                 # Split until the one sale that fails is alone; every other sale is posted as usual.
                 middle = len(priced) // 2
-                await self._post(priced[:middle], positions, new)
-                await self._post(priced[middle:], positions, new)
+                for half in (priced[:middle], priced[middle:]):
+                    await self._save(await self._compute(half, computed.positions, new=new), new=new)
             elif priced:
-                errors[priced[0].sale_id] = _reason(exc)
+                computed.errors[priced[0].sale_id] = _reason(exc)
             posting = Posting()
-        await self._set_aside(sales, errors, new)
+        await self._set_aside(computed.sales, computed.errors, new)
         self.tx.emit_all(posting.events)
+        if len(self.tx.events) >= CHUNK:
+            await self.tx.flush_events()
         self.recomputed += posting.recomputed
         self.changed += posting.changed
         for currency, amount in posting.delta.items():

@@ -215,7 +215,7 @@ async def test_history_keeps_effective_order_with_a_late_entered_earlier_change(
     path = f"/v1/accounts/{account['id']}/classification"
     march = {"classification": "key", "effective_from": "2020-03-01T00:00:00Z", "reason": "co-sell"}
     assert (await accounts.put(path, json=march, headers=tokens(sub="alice"))).status_code == 200
-    future = {"classification": "smb", "effective_from": "2999-01-01T00:00:00Z"}
+    future = {"classification": "smb", "effective_from": "2199-01-01T00:00:00Z"}
     assert (await accounts.put(path, json=future, headers=tokens(sub="alice"))).status_code == 200
     # Entered last, effective first: it takes its place in the timeline, it does not override March.
     january = {"classification": "strategic", "effective_from": "2020-01-01T00:00:00Z", "reason": "late"}
@@ -229,7 +229,7 @@ async def test_history_keeps_effective_order_with_a_late_entered_earlier_change(
         (None, "commercial", "1970-01-01T00:00:00Z"),
         ("commercial", "strategic", "2020-01-01T00:00:00Z"),
         ("strategic", "key", "2020-03-01T00:00:00Z"),
-        ("key", "smb", "2999-01-01T00:00:00Z"),
+        ("key", "smb", "2199-01-01T00:00:00Z"),
     ]
     assert [e["cause"] for e in classifications] == ["created", "reclassified", "reclassified", "reclassified"]
     assert classifications[1]["actor"] == "bob" and classifications[1]["reason"] == "late"

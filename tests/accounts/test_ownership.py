@@ -116,9 +116,9 @@ async def test_an_unreachable_registry_is_503_and_the_replica_alone_still_decide
 async def test_termination_leaves_the_partners_accounts_unowned(accounts, registry, tokens, event_log) -> None:
     partner = await new_partner(registry, tokens, "active")
     owned_now = await new_account(accounts, tokens, name="Owned now")
-    owned_later = await new_account(accounts, tokens, name="Owned from 2999")
+    owned_later = await new_account(accounts, tokens, name="Owned from 2199")
     assert (await assign(accounts, tokens, owned_now["id"], partner["id"])).status_code == 200
-    later = await assign(accounts, tokens, owned_later["id"], partner["id"], effective_from="2999-01-01T00:00:00Z")
+    later = await assign(accounts, tokens, owned_later["id"], partner["id"], effective_from="2199-01-01T00:00:00Z")
     assert later.status_code == 200
 
     terminated = await registry.post(
@@ -145,12 +145,12 @@ async def test_termination_leaves_the_partners_accounts_unowned(accounts, regist
     assert last["cause"] == "partner_terminated" and last["from"] == partner["id"] and last["value"] is None
     assert last["event_id"] == release["id"]
 
-    # The assignment dated after the termination no longer makes it the owner when 2999 comes.
+    # The assignment dated after the termination no longer makes it the owner when 2199 comes.
     future = (await accounts.get(f"/v1/accounts/{owned_later['id']}/history", headers=tokens())).json()
     ownership = [(e["value"], e["effective_from"], e["cause"]) for e in future if e["kind"] == "ownership"]
     assert ownership[-2:] == [
-        (partner["id"], "2999-01-01T00:00:00Z", "assigned"),
-        (None, "2999-01-01T00:00:00Z", "partner_terminated"),
+        (partner["id"], "2199-01-01T00:00:00Z", "assigned"),
+        (None, "2199-01-01T00:00:00Z", "partner_terminated"),
     ]
     refused = await assign(accounts, tokens, owned_now["id"], partner["id"])
     assert refused.status_code == 422 and "terminated" in refused.json()["detail"]
