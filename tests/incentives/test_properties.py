@@ -259,8 +259,9 @@ async def _run(url: str, ops: list[tuple[Any, ...]], order: list[int]) -> None:
     db = Database(url, "incentives", pool_size=2, max_overflow=0)
     try:
         tag = uuid.uuid4().hex[:8]
-        ex = Example(FIRST_YEAR + next(YEARS) % (LAST_YEAR - FIRST_YEAR + 1), f"prop-{tag}", [uuid.uuid4(), uuid.uuid4()],
-                     [uuid.uuid4(), uuid.uuid4()], f"SKU-{tag}", f"CERT-{tag}", f"prop-{tag}-bip")
+        year = FIRST_YEAR + next(YEARS) % (LAST_YEAR - FIRST_YEAR + 1)
+        ex = Example(year, f"prop-{tag}", [uuid.uuid4(), uuid.uuid4()], [uuid.uuid4(), uuid.uuid4()], f"SKU-{tag}",
+                     f"CERT-{tag}", f"prop-{tag}-bip")
         model = Model()
         await _setup(db, ex, model)
         for i in range(2):
