@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     outbox_retention_days: int = 7
     outbox_batch_size: int = 500
     consumer_batch_size: int = 500
+    # How long a fetch may wait for new messages. Tansu answers a waiting fetch only when this runs out (Kafka
+    # answers as soon as data arrives), so it bounds how soon an event is seen; 20 ms of idle polling is cheap.
+    consumer_fetch_wait_ms: int = 20
     drain_timeout_seconds: float = 30.0
     # How often periodic sweeps (certification expiry, preregistration expiry, ...) run.
     sweep_interval_seconds: float = 60.0

@@ -113,6 +113,7 @@ class ConsumerRunner:
                 enable_auto_commit=False,
                 auto_offset_reset="earliest",
                 max_poll_records=self.settings.consumer_batch_size,
+                fetch_max_wait_ms=self.settings.consumer_fetch_wait_ms,
             )
             try:
                 await consumer.start()

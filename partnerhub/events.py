@@ -47,7 +47,7 @@ def new_event_id() -> str:
     return f"{digits[:8]}-{digits[8:12]}-4{digits[13:16]}-{variant}{digits[17:20]}-{digits[20:]}"
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class OutgoingEvent:
     """An event a use case records; the outbox relay publishes it after commit."""
 
@@ -76,19 +76,19 @@ class OutgoingEvent:
 
 
 def parse_event(raw: bytes | None) -> CloudEvent:
+    """The envelope, parsed and validated in one pass (pydantic's JSON parser builds no intermediate dict)."""
     if raw is None:
         raise EnvelopeError("the message has no value")
     try:
-        document = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise EnvelopeError(f"the message is not JSON: {exc}") from exc
-    if not isinstance(document, dict):
-        raise EnvelopeError("the message is not a JSON object")
-    try:
-        return CloudEvent.model_validate(document)
+        return CloudEvent.model_validate_json(raw)
     except ValidationError as exc:
+        errors = exc.errors()
+        if errors[0]["type"] == "json_invalid":
+            raise EnvelopeError(f"the message is not JSON: {errors[0]['msg']}") from exc
+        if errors[0]["type"] == "model_type" and not errors[0]["loc"]:
+            raise EnvelopeError("the message is not a JSON object") from exc
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or 'event'}: {err['msg']}" for err in exc.errors()
+            f"{'.'.join(str(p) for p in err['loc']) or 'event'}: {err['msg']}" for err in errors
         )
         raise EnvelopeError(f"the message is not a CloudEvents 1.0 event: {problems}") from exc
 

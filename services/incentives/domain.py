@@ -201,8 +201,10 @@ class Replicas:
         )
 
 
-# --- sales and their pricing --------------------------------------------------------------------
-@dataclass(frozen=True)
+# --- sales and their pricing ---
+# The values made once per sale are slotted and not frozen: a frozen dataclass sets each field through
+# object.__setattr__, which made creating them a tenth of the cost of pricing a sale. Nothing mutates them.
+@dataclass(slots=True)
 class Sale:
     sale_id: str
     partner_id: uuid.UUID
@@ -223,7 +225,7 @@ class Sale:
         return self.cancelled_at is not None
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class SaleFacts:
     """A sale and the state of everything it is priced with, as of its booked_at."""
 
@@ -240,7 +242,7 @@ class SaleFacts:
     certifications: frozenset[str]
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Item:
     """The current value of a (sale, program); program_code is None for a sale's single no-program item."""
 
@@ -250,7 +252,7 @@ class Item:
     status: str
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Pricing:
     facts: SaleFacts
     status: SaleStatus
@@ -454,7 +456,7 @@ class Periods:
         return next_period(self.closed_through)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Position:
     """What the ledger holds for a (sale, program) now: its current item and how many entries it has."""
 
@@ -466,7 +468,7 @@ class Position:
     shown: tuple[Any, ...] | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Entry:
     partner_id: uuid.UUID
     account_id: uuid.UUID | None
@@ -481,7 +483,7 @@ class Entry:
     sale_period: str
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class ItemRow:
     """The new current state of a (sale, program), as saved."""
 
