@@ -48,7 +48,7 @@ class Settings(BaseSettings):
     outbox_replay: bool = False
     outbox_retention_days: int = 7
     outbox_batch_size: int = 500
-    consumer_batch_size: int = 500
+    consumer_batch_size: int = 2000
     # How long a fetch may wait for new messages. Tansu answers a waiting fetch only when this runs out (Kafka
     # answers as soon as data arrives), so it bounds how soon an event is seen; 20 ms of idle polling is cheap.
     consumer_fetch_wait_ms: int = 20

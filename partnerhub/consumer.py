@@ -122,9 +122,15 @@ class ConsumerRunner:
                 backoff = 0.5
                 while not self._stopping.is_set():
                     batches = await consumer.getmany(timeout_ms=200, max_records=self.settings.consumer_batch_size)
-                    for tp, messages in batches.items():
-                        await self.process_batch(messages)
-                        await self._commit(consumer, tp, messages[-1].offset + 1)
+                    if self.topic_handlers and len(batches) > 1:
+                        # A topic handler takes everything fetched in one transaction, whatever the partition
+                        # (each partition's messages stay in their order); one commit covers them all.
+                        await self.process_batch([m for messages in batches.values() for m in messages])
+                        await self._commit(consumer, {tp: ms[-1].offset + 1 for tp, ms in batches.items()})
+                    else:
+                        for tp, messages in batches.items():
+                            await self.process_batch(messages)
+                            await self._commit(consumer, {tp: messages[-1].offset + 1})
                     await self._report_lag()
             except asyncio.CancelledError:
                 raise
@@ -144,9 +150,9 @@ class ConsumerRunner:
                 with contextlib.suppress(Exception):
                     await consumer.stop()
 
-    async def _commit(self, consumer: AIOKafkaConsumer, tp: TopicPartition, offset: int) -> None:
+    async def _commit(self, consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int]) -> None:
         try:
-            await consumer.commit({tp: offset})
+            await consumer.commit(offsets)
         except (CommitFailedError, IllegalStateError) as exc:
             # The partition moved to another member in a rebalance; it will redeliver, the inbox absorbs it.
             log.info("offset commit skipped after a rebalance", extra={"fields": {"error": repr(exc)}})
