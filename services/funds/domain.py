@@ -1,7 +1,9 @@
-"""Funds rules: kinds, the request and claim state machines, policy deadlines and what fits. Pure, no I/O."""
+"""Funds rules: kinds, the request and claim state machines, policy deadlines, what fits and deciding a
+claim. Pure, no I/O."""
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -201,3 +203,102 @@ def shortfalls(fund: FundFigures, balance: BalanceFigures, amount: Decimal) -> l
 def lapse_target(earned: Decimal, committed: Decimal, paid: Decimal) -> Decimal:
     """After the fund's valid_to, whatever earned balance is not committed or paid has lapsed."""
     return max(earned - committed - paid, ZERO)
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    """One line of a partner's fund ledger: what moved, by how much, and what caused it."""
+
+    partner_id: uuid.UUID
+    fund_code: str
+    kind: str
+    amount: Decimal
+    cause: str
+    cause_type: str
+    sale_id: str | None = None
+    request_id: uuid.UUID | None = None
+    claim_id: uuid.UUID | None = None
+
+
+# --- deciding a claim ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ClaimState:
+    id: uuid.UUID
+    status: ClaimStatus
+    amount: Decimal
+
+
+@dataclass(frozen=True)
+class RequestState:
+    """The request a claim draws on, as far as deciding the claim needs it."""
+
+    id: uuid.UUID
+    partner_id: uuid.UUID
+    fund_code: str
+    status: RequestStatus
+    claimed: Decimal
+    paid: Decimal
+    released: Decimal
+
+
+@dataclass(frozen=True)
+class Movement:
+    """What is added to committed and paid; a claim moves the fund and the partner's balance alike."""
+
+    committed: Decimal = ZERO
+    paid: Decimal = ZERO
+
+    @property
+    def moves(self) -> bool:
+        return bool(self.committed or self.paid)
+
+
+@dataclass(frozen=True)
+class ClaimPaid:
+    """A claim was paid from its request's commitment; published as `fund.claim_paid`."""
+
+    claim_id: uuid.UUID
+    request_id: uuid.UUID
+    partner_id: uuid.UUID
+
+
+@dataclass(frozen=True)
+class ClaimDecision:
+    status: ClaimStatus
+    paid_at: datetime | None
+    claimed: Decimal
+    paid: Decimal
+    released: Decimal
+    money: Movement
+    entries: tuple[LedgerEntry, ...]
+    events: tuple[ClaimPaid, ...]
+
+
+def decide_claim(claim: ClaimState, request: RequestState, approve: bool, now: datetime) -> ClaimDecision:
+    """Approving pays the claim from the request's commitment; rejecting frees its amount to claim again,
+    or, once the request is completed, gives it back to the fund. Raises IllegalMove for a decided claim."""
+    wanted = ClaimStatus.PAID if approve else ClaimStatus.REJECTED
+    check_claim_move(claim.status, wanted)
+    amount = claim.amount
+    if wanted is ClaimStatus.PAID:
+        return ClaimDecision(
+            status=wanted, paid_at=now, claimed=request.claimed, paid=request.paid + amount,
+            released=request.released, money=Movement(committed=-amount, paid=amount),
+            entries=(LedgerEntry(request.partner_id, request.fund_code, "payout", amount, str(claim.id), "claim.paid",
+                                 request_id=request.id, claim_id=claim.id),),
+            events=(ClaimPaid(claim.id, request.id, request.partner_id),),
+        )
+    if request.status is not RequestStatus.COMPLETED:
+        return ClaimDecision(
+            status=wanted, paid_at=None, claimed=request.claimed - amount, paid=request.paid,
+            released=request.released, money=Movement(), entries=(), events=(),
+        )
+    # The request is closed: nothing can claim what this claim held back, so it goes back to the fund now.
+    return ClaimDecision(
+        status=wanted, paid_at=None, claimed=request.claimed - amount, paid=request.paid,
+        released=request.released + amount, money=Movement(committed=-amount),
+        entries=(LedgerEntry(request.partner_id, request.fund_code, "release", amount, str(request.id),
+                             "claim.rejected", request_id=request.id, claim_id=claim.id),),
+        events=(),
+    )
+

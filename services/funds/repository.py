@@ -1,4 +1,4 @@
-"""Funds SQL. Locks are always taken in one order: request, then fund, then partner balances by
+"""Funds SQL. Locks are always taken in one order: request, then its claim, then fund, then partner balances by
 (partner_id, fund_code), so approvals, claims, sweeps and earned credits never deadlock each other.
 Fund rows are locked FOR NO KEY UPDATE, which lets the foreign-key checks of balance, credit and ledger
 inserts (FOR KEY SHARE) pass beside a held fund lock."""
@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.funds.domain import ClaimDecision, LedgerEntry
 from services.funds.models import (
     fund_claims,
     fund_credits,
@@ -30,6 +31,9 @@ from services.funds.models import (
 LOCK_CATALOGUE = "funds:catalogue"
 
 Row = sa.Row[*tuple[Any, ...]]
+
+LEDGER_COLUMNS = ["partner_id", "fund_code", "kind", "amount", "sale_id", "request_id", "claim_id", "cause",
+                  "cause_type"]
 
 
 class FundsRepository:
@@ -389,6 +393,54 @@ class FundsRepository:
             ).all()
         )
 
+    async def lock_claim_and_request(self, claim_id: uuid.UUID) -> tuple[Row, Row] | None:
+        """The claim and the request it draws on, locked in the lock order: the request, then the claim."""
+        request = (
+            await self.session.execute(
+                sa.select(fund_requests)
+                .where(fund_requests.c.id == sa.select(fund_claims.c.request_id)
+                       .where(fund_claims.c.id == claim_id).scalar_subquery())
+                .with_for_update()
+            )
+        ).one_or_none()
+        if request is None:
+            return None
+        claim = await self.get_claim(claim_id, lock=True)
+        assert claim is not None
+        return request, claim
+
+    async def save_claim_decision(
+        self, request: Row, claim_id: uuid.UUID, decision: ClaimDecision, *, decided_by: str, reason: str | None,
+        decided_at: datetime,
+    ) -> tuple[Row, Row]:
+        """Writes a decided claim: the fund, then the partner's balance (the lock order), the request, the claim
+        and the ledger; returns the claim and the request as saved."""
+        money = decision.money
+        if money.moves:
+            await self.move_fund(request.fund_code, committed=money.committed, paid=money.paid)
+            await self.move_balance(request.partner_id, request.fund_code, committed=money.committed, paid=money.paid)
+        saved_request = (
+            await self.session.execute(
+                fund_requests.update()
+                .where(fund_requests.c.id == request.id)
+                .values(claimed=decision.claimed, paid=decision.paid, released=decision.released,
+                        updated_at=sa.func.now(), version=fund_requests.c.version + 1)
+                .returning(fund_requests)
+            )
+        ).one()
+        saved_claim = (
+            await self.session.execute(
+                fund_claims.update()
+                .where(fund_claims.c.id == claim_id)
+                .values(status=decision.status.value, decision_reason=reason, decided_by=decided_by,
+                        decided_at=decided_at, paid_at=decision.paid_at, updated_at=sa.func.now(),
+                        version=fund_claims.c.version + 1)
+                .returning(fund_claims)
+            )
+        ).one()
+        await self.post(decision.entries)
+        return saved_claim, saved_request
+
     async def add_claim(self, values: dict[str, Any]) -> None:
         await self.session.execute(fund_claims.insert().values(**values))
 
@@ -437,9 +489,20 @@ class FundsRepository:
         return list((await self.session.execute(query.order_by(c.created_at, c.id).limit(limit))).all())
 
     # --- ledger ---------------------------------------------------------------------------------
-    async def post(self, entries: list[dict[str, Any]]) -> None:
-        if entries:
-            await self.session.execute(fund_ledger.insert(), entries)
+    async def post(self, entries: Sequence[LedgerEntry]) -> None:
+        """Appends to the ledger in the given order, in one COPY (runs in the transaction the session began)."""
+        if not entries:
+            return
+        raw = await (await self.session.connection()).get_raw_connection()
+        await raw.driver_connection.copy_records_to_table(  # type: ignore[union-attr]
+            "fund_ledger",
+            records=[
+                (e.partner_id, e.fund_code, e.kind, e.amount, e.sale_id, e.request_id, e.claim_id, e.cause,
+                 e.cause_type)
+                for e in entries
+            ],
+            columns=LEDGER_COLUMNS,
+        )
 
     async def ledger(
         self, partner_id: uuid.UUID, *, fund_code: str | None, after: int | None, limit: int

@@ -1,5 +1,7 @@
-"""The funds rules without I/O: working days, deadlines, rounding per sale, what fits, the state machines."""
+"""The funds rules without I/O: working days, deadlines, rounding per sale, what fits, the state machines,
+and deciding a claim."""
 
+import uuid
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
@@ -7,17 +9,23 @@ import pytest
 
 from services.funds.domain import (
     BalanceFigures,
+    ClaimPaid,
+    ClaimState,
     ClaimStatus,
     FundFigures,
     IllegalMove,
+    LedgerEntry,
+    Movement,
     Policy,
     PolicyBreach,
+    RequestState,
     RequestStatus,
     add_working_days,
     check_claim_move,
     check_lead_time,
     check_request_move,
     check_resubmission_window,
+    decide_claim,
     earned_credit,
     lapse_target,
     shortfalls,
@@ -97,3 +105,55 @@ def test_request_and_claim_moves_name_the_allowed_ones() -> None:
     check_claim_move(ClaimStatus.SUBMITTED, ClaimStatus.PAID)
     with pytest.raises(IllegalMove):
         check_claim_move(ClaimStatus.PAID, ClaimStatus.REJECTED)
+
+
+# --- deciding a claim ---------------------------------------------------------------------------
+NOW = datetime(2026, 5, 4, 12, 0, tzinfo=UTC)
+PARTNER = uuid.UUID("00000000-0000-0000-0000-00000000000a")
+
+
+def _request(status: RequestStatus = RequestStatus.APPROVED) -> RequestState:
+    return RequestState(uuid.uuid4(), PARTNER, "MDF-1", status, claimed=D("900.00"), paid=D("100.00"),
+                        released=D("0.00"))
+
+
+def test_approving_a_claim_pays_it_from_the_request_commitment() -> None:
+    request = _request()
+    claim = ClaimState(uuid.uuid4(), ClaimStatus.SUBMITTED, D("600.00"))
+    decision = decide_claim(claim, request, approve=True, now=NOW)
+    assert (decision.status, decision.paid_at) == (ClaimStatus.PAID, NOW)
+    assert (decision.claimed, decision.paid, decision.released) == (D("900.00"), D("700.00"), D("0.00"))
+    assert decision.money == Movement(committed=D("-600.00"), paid=D("600.00"))
+    assert decision.entries == (
+        LedgerEntry(PARTNER, "MDF-1", "payout", D("600.00"), str(claim.id), "claim.paid", request_id=request.id,
+                    claim_id=claim.id),
+    )
+    assert decision.events == (ClaimPaid(claim.id, request.id, PARTNER),)
+
+
+def test_rejecting_a_claim_frees_its_amount_to_claim_again_and_moves_no_money() -> None:
+    claim = ClaimState(uuid.uuid4(), ClaimStatus.SUBMITTED, D("300.00"))
+    decision = decide_claim(claim, _request(), approve=False, now=NOW)
+    assert (decision.status, decision.paid_at) == (ClaimStatus.REJECTED, None)
+    assert (decision.claimed, decision.paid, decision.released) == (D("600.00"), D("100.00"), D("0.00"))
+    assert not decision.money.moves and decision.entries == () and decision.events == ()
+
+
+def test_rejecting_a_claim_of_a_completed_request_releases_it_to_the_fund() -> None:
+    request = _request(RequestStatus.COMPLETED)
+    claim = ClaimState(uuid.uuid4(), ClaimStatus.SUBMITTED, D("150.00"))
+    decision = decide_claim(claim, request, approve=False, now=NOW)
+    assert (decision.claimed, decision.released) == (D("750.00"), D("150.00"))
+    assert decision.money == Movement(committed=D("-150.00"))
+    assert decision.entries == (
+        LedgerEntry(PARTNER, "MDF-1", "release", D("150.00"), str(request.id), "claim.rejected",
+                    request_id=request.id, claim_id=claim.id),
+    )
+    assert decision.events == ()
+
+
+def test_a_decided_claim_cannot_be_decided_again() -> None:
+    for status in (ClaimStatus.PAID, ClaimStatus.REJECTED):
+        with pytest.raises(IllegalMove) as raised:
+            decide_claim(ClaimState(uuid.uuid4(), status, D("1.00")), _request(), approve=True, now=NOW)
+        assert raised.value.current == status.value and raised.value.allowed == []
