@@ -1,12 +1,13 @@
-"""Funds SQL. Locks are always taken in one order: request, then its claim, then fund, then partner balances by
-(partner_id, fund_code), so approvals, claims, sweeps and earned credits never deadlock each other.
-Fund rows are locked FOR NO KEY UPDATE, which lets the foreign-key checks of balance, credit and ledger
-inserts (FOR KEY SHARE) pass beside a held fund lock."""
+"""Funds SQL. Locks are always taken in one order: request, then its claim, then fund, then partner
+balances by (partner_id, fund_code); accrual events take their sales by sale_id, then balances. So
+approvals, claims, sweeps and earned credits never deadlock each other. Fund rows are locked FOR NO KEY
+UPDATE, which lets the foreign-key checks of balance, credit and ledger inserts (FOR KEY SHARE) pass
+beside a held fund lock."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -15,7 +16,16 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.funds.domain import ClaimDecision, LedgerEntry
+from services.funds.domain import (
+    AccrualFund,
+    AccrualPosting,
+    ClaimDecision,
+    Credit,
+    EarnedMove,
+    LedgerEntry,
+    SaleAccrual,
+    SaleFacts,
+)
 from services.funds.models import (
     fund_claims,
     fund_credits,
@@ -32,8 +42,65 @@ LOCK_CATALOGUE = "funds:catalogue"
 
 Row = sa.Row[*tuple[Any, ...]]
 
-LEDGER_COLUMNS = ["partner_id", "fund_code", "kind", "amount", "sale_id", "request_id", "claim_id", "cause",
-                  "cause_type"]
+# The columns accruals write and their SQL types; credits, earned moves and ledger entries in field order.
+SALE_COLUMNS = ("sale_id", "partner_id", "currency", "booked_at", "amount", "status", "eligible_revenue",
+                "event_id", "event_time")
+SALE_TYPES = ("text", "uuid", "text", "timestamptz", "numeric", "text", "numeric", "text", "timestamptz")
+CREDIT_COLUMNS, CREDIT_TYPES = Credit._fields, ("text", "text", "uuid", "numeric")
+EARNED_COLUMNS, EARNED_TYPES = EarnedMove._fields, ("uuid", "text", "numeric")
+LEDGER_COLUMNS = LedgerEntry._fields
+LEDGER_TYPES = ("uuid", "text", "text", "numeric", "text", "text", "text", "uuid", "uuid")
+
+
+def _unnest(columns: Sequence[str], types: Sequence[str], prefix: str, *, ordinality: bool = False) -> str:
+    """unnest() over one array parameter per column: many rows in one statement, no per-row binds."""
+    arrays = ", ".join(f"CAST(:{prefix}{c} AS {t}[])" for c, t in zip(columns, types, strict=True))
+    if ordinality:
+        return f"unnest({arrays}) WITH ORDINALITY AS u({', '.join(columns)}, n)"
+    return f"unnest({arrays}) AS u({', '.join(columns)})"
+
+
+def _columns(columns: Sequence[str]) -> str:
+    return ", ".join(f"u.{c}" for c in columns)
+
+
+LOCK_SALES = sa.text(
+    "SELECT s.sale_id, s.partner_id, s.currency, s.booked_at, c.fund_code, c.amount "
+    "FROM sale_revenue s LEFT JOIN fund_credits c ON c.sale_id = s.sale_id "
+    "WHERE s.sale_id = ANY(CAST(:ids AS text[])) ORDER BY s.sale_id FOR UPDATE OF s"
+)
+# Data-modifying CTEs all run, whether read or not: five multi-row writes in one round trip.
+SAVE_ACCRUALS = sa.text(f"""
+    WITH new_sales AS (
+        INSERT INTO sale_revenue ({", ".join(SALE_COLUMNS)})
+        SELECT {_columns(SALE_COLUMNS)} FROM {_unnest(SALE_COLUMNS, SALE_TYPES, "new_")} ORDER BY u.sale_id
+    ), known_sales AS (
+        UPDATE sale_revenue s SET {", ".join(f"{c} = u.{c}" for c in SALE_COLUMNS[1:])}, updated_at = now()
+        FROM {_unnest(SALE_COLUMNS, SALE_TYPES, "old_")} WHERE s.sale_id = u.sale_id
+    ), credits AS (
+        INSERT INTO fund_credits ({", ".join(CREDIT_COLUMNS)})
+        SELECT {_columns(CREDIT_COLUMNS)} FROM {_unnest(CREDIT_COLUMNS, CREDIT_TYPES, "credit_")}
+        ON CONFLICT (fund_code, sale_id) DO UPDATE SET amount = EXCLUDED.amount, updated_at = now()
+    ), balances AS (
+        INSERT INTO partner_balances (partner_id, fund_code, earned, per_partner_limit)
+        SELECT u.partner_id, u.fund_code, u.delta, f.per_partner_limit
+        FROM {_unnest(EARNED_COLUMNS, EARNED_TYPES, "earned_")} JOIN funds f ON f.code = u.fund_code
+        ORDER BY u.partner_id, u.fund_code
+        ON CONFLICT (partner_id, fund_code) DO UPDATE
+        SET earned = partner_balances.earned + EXCLUDED.earned, updated_at = now()
+    )
+    INSERT INTO fund_ledger ({", ".join(LEDGER_COLUMNS)})
+    SELECT {_columns(LEDGER_COLUMNS)} FROM {_unnest(LEDGER_COLUMNS, LEDGER_TYPES, "entry_", ordinality=True)}
+    ORDER BY u.n
+""")
+
+
+def _arrays(
+    prefix: str, fields: tuple[str, ...], columns: Sequence[str], rows: Sequence[tuple[Any, ...]]
+) -> dict[str, list[Any]]:
+    """The parameters of _unnest: one list per column, from named tuples with these fields."""
+    by_field: list[tuple[Any, ...]] = list(zip(*rows, strict=True)) if rows else [()] * len(fields)
+    return {prefix + c: list(by_field[fields.index(c)]) for c in columns}
 
 
 class FundsRepository:
@@ -114,22 +181,6 @@ class FundsRepository:
         )
         return result.scalar() is not None
 
-    async def accrual_funds_for(self, currency: str, booked_at: datetime) -> list[Row]:
-        return list(
-            (
-                await self.session.execute(
-                    sa.select(funds.c.code, funds.c.accrual_rate)
-                    .where(
-                        funds.c.accrual_rate.is_not(None),
-                        funds.c.currency == currency,
-                        funds.c.valid_from <= booked_at,
-                        funds.c.valid_to > booked_at,
-                    )
-                    .order_by(funds.c.code)
-                )
-            ).all()
-        )
-
     async def accrual_funds_due_to_lapse(self, now: datetime) -> list[str]:
         return list(
             (
@@ -202,15 +253,6 @@ class FundsRepository:
             )
         )
 
-    async def add_earned(self, partner_id: uuid.UUID, fund_code: str, delta: Decimal) -> None:
-        statement = insert(partner_balances).values(partner_id=partner_id, fund_code=fund_code, earned=delta)
-        await self.session.execute(
-            statement.on_conflict_do_update(
-                index_elements=["partner_id", "fund_code"],
-                set_={"earned": partner_balances.c.earned + delta, "updated_at": sa.func.now()},
-            )
-        )
-
     async def balances(self, partner_id: uuid.UUID, *, open_at: datetime, after: str | None, limit: int) -> list[Row]:
         """The partner's figures in every fund it has a balance in, and zeros in the other open funds."""
         b = sa.select(partner_balances).where(partner_balances.c.partner_id == partner_id).subquery()
@@ -257,39 +299,42 @@ class FundsRepository:
         )
 
     # --- sales and credits ----------------------------------------------------------------------
-    async def lock_sale(self, sale_id: str) -> Row | None:
-        return (
-            await self.session.execute(
-                sa.select(sale_revenue).where(sale_revenue.c.sale_id == sale_id).with_for_update()
-            )
-        ).one_or_none()
+    async def lock_sales(self, sale_ids: Sequence[str]) -> tuple[dict[str, SaleFacts], dict[str, dict[str, Decimal]]]:
+        """Row-locks the sales already replicated, in sale_id order; returns their facts and what each of them
+        earns now per fund. Their credits are written only under these locks."""
+        rows = await self.session.execute(LOCK_SALES, {"ids": list(sale_ids)})
+        known: dict[str, SaleFacts] = {}
+        credited: dict[str, dict[str, Decimal]] = {}
+        for r in rows:
+            known[r.sale_id] = SaleFacts(r.partner_id, r.currency, r.booked_at)
+            if r.fund_code is not None:
+                credited.setdefault(r.sale_id, {})[r.fund_code] = r.amount
+        return known, credited
 
-    async def save_sale(self, values: dict[str, Any]) -> None:
-        statement = insert(sale_revenue).values(**values)
-        await self.session.execute(
-            statement.on_conflict_do_update(
-                index_elements=["sale_id"],
-                set_={
-                    **{k: statement.excluded[k] for k in values if k != "sale_id"},
-                    "updated_at": sa.func.now(),
-                },
-            )
-        )
-
-    async def credits_of_sale(self, sale_id: str) -> dict[str, Decimal]:
+    async def accrual_funds(self, currencies: Sequence[str]) -> list[AccrualFund]:
         rows = await self.session.execute(
-            sa.select(fund_credits.c.fund_code, fund_credits.c.amount).where(fund_credits.c.sale_id == sale_id)
+            sa.select(funds.c.code, funds.c.currency, funds.c.valid_from, funds.c.valid_to, funds.c.accrual_rate)
+            .where(funds.c.accrual_rate.is_not(None), funds.c.currency.in_(list(currencies)))
+            .order_by(funds.c.code)
         )
-        return {r.fund_code: r.amount for r in rows.all()}
+        return [AccrualFund(r.code, r.currency, r.valid_from, r.valid_to, r.accrual_rate) for r in rows]
 
-    async def set_credit(self, fund_code: str, sale_id: str, partner_id: uuid.UUID, amount: Decimal) -> None:
-        statement = insert(fund_credits).values(
-            fund_code=fund_code, sale_id=sale_id, partner_id=partner_id, amount=amount
-        )
+    async def save_accruals(self, posting: AccrualPosting, known: Collection[str]) -> None:
+        """Writes what a run of accrual events changed in one statement: the new sales (inserted in sale_id
+        order; a sale another transaction inserted meanwhile fails the run, which is then retried), the known
+        sales' latest state, the credits, the earned balances (upserted in their lock order, each new one with
+        its fund's per-partner limit) and the ledger entries, in the order given."""
+        new = [s for s in posting.sales if s.sale_id not in known]
+        old = [s for s in posting.sales if s.sale_id in known]
         await self.session.execute(
-            statement.on_conflict_do_update(
-                index_elements=["fund_code", "sale_id"], set_={"amount": amount, "updated_at": sa.func.now()}
-            )
+            SAVE_ACCRUALS,
+            {
+                **_arrays("new_", SaleAccrual._fields, SALE_COLUMNS, new),
+                **_arrays("old_", SaleAccrual._fields, SALE_COLUMNS, old),
+                **_arrays("credit_", Credit._fields, CREDIT_COLUMNS, posting.credits),
+                **_arrays("earned_", EarnedMove._fields, EARNED_COLUMNS, posting.earned),
+                **_arrays("entry_", LedgerEntry._fields, LEDGER_COLUMNS, posting.entries),
+            },
         )
 
     async def eligible_sales(self, currency: str, valid_from: datetime, valid_to: datetime) -> list[Row]:
@@ -495,13 +540,7 @@ class FundsRepository:
             return
         raw = await (await self.session.connection()).get_raw_connection()
         await raw.driver_connection.copy_records_to_table(  # type: ignore[union-attr]
-            "fund_ledger",
-            records=[
-                (e.partner_id, e.fund_code, e.kind, e.amount, e.sale_id, e.request_id, e.claim_id, e.cause,
-                 e.cause_type)
-                for e in entries
-            ],
-            columns=LEDGER_COLUMNS,
+            "fund_ledger", records=list(entries), columns=list(LEDGER_COLUMNS)
         )
 
     async def ledger(

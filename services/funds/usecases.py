@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -25,6 +26,7 @@ from services.funds.domain import (
     Policy,
     PolicyBreach,
     RequestStatus,
+    SaleAccrual,
 )
 from services.funds.repository import LOCK_CATALOGUE, FundsRepository, Row
 from services.funds.schemas import AccrualData, Claim, ClaimIn, DecisionIn, Fund, FundIn, FundRequest, FundRequestIn
@@ -32,10 +34,6 @@ from services.funds.schemas import AccrualData, Claim, ClaimIn, DecisionIn, Fund
 TOPIC = "funds.funds"
 AUTO = "auto"
 CLAIM_DEADLINE = "claim deadline"
-
-
-class SaleMismatch(Exception):
-    """An accrual event names a sale funds knows with another partner, currency or booking time."""
 
 
 # --- views --------------------------------------------------------------------------------------
@@ -457,46 +455,40 @@ def balance_view(row: Row) -> dict[str, Any]:
 
 
 # --- events in ----------------------------------------------------------------------------------
+def sale_accrual(
+    accrual: AccrualData, event_id: str, event_type: str, event_time: datetime | None
+) -> SaleAccrual:
+    return SaleAccrual(
+        event_id=event_id, event_type=event_type, event_time=event_time, sale_id=accrual.sale_id,
+        partner_id=accrual.partner_id, currency=accrual.currency, booked_at=accrual.booked_at,
+        amount=accrual.amount, status=accrual.status, eligible_revenue=accrual.eligible_revenue,
+    )
+
+
+async def record_accruals(tx: Transaction, accruals: Sequence[SaleAccrual]) -> domain.AccrualPosting:
+    """Keeps each sale's latest eligible revenue and moves what it earns in each accrual fund, for a run of
+    accrual events at once: four statements, whatever the run's length.
+
+    A sale's events come in order on its partner's partition and the inbox absorbs redeliveries, so the
+    latest event applied is the sale's current state. Raises SaleMismatch (nothing is written) when an event
+    changes a sale's facts.
+    """
+    repo = FundsRepository(tx.session)
+    # Shared: accrual runs go side by side; creating a fund, which reads every sale, waits for them.
+    await repo.lock(LOCK_CATALOGUE, shared=True)
+    known, credited = await repo.lock_sales(sorted({a.sale_id for a in accruals}))
+    funds = await repo.accrual_funds(sorted({a.currency for a in accruals}))
+    posting = domain.post_accruals(accruals, known, credited, funds)
+    await repo.save_accruals(posting, known)
+    return posting
+
+
 async def record_accrual(
     tx: Transaction, accrual: AccrualData, event_id: str, event_type: str, event_time: datetime | None
 ) -> str:
-    """Keeps the sale's latest eligible revenue and moves what it earns in each accrual fund by the difference.
-
-    A sale's events come in order on its partner's partition and the inbox absorbs redeliveries, so the
-    latest event applied is the sale's current state.
-    """
-    repo = FundsRepository(tx.session)
-    await repo.lock(LOCK_CATALOGUE, shared=True)
-    existing = await repo.lock_sale(accrual.sale_id)
-    if existing is not None:
-        if (existing.partner_id, existing.currency, existing.booked_at) != (
-            accrual.partner_id, accrual.currency, accrual.booked_at
-        ):
-            raise SaleMismatch(
-                f"sale {accrual.sale_id} is known with partner {existing.partner_id}, currency {existing.currency} "
-                f"and booked_at {existing.booked_at.isoformat()}; a sale's facts never change"
-            )
-    revenue = accrual.eligible_revenue
-    await repo.save_sale({
-        "sale_id": accrual.sale_id, "partner_id": accrual.partner_id, "currency": accrual.currency,
-        "booked_at": accrual.booked_at, "amount": accrual.amount, "status": accrual.status,
-        "eligible_revenue": revenue, "event_id": event_id, "event_time": event_time,
-    })
-    rates = {f.code: f.accrual_rate for f in await repo.accrual_funds_for(accrual.currency, accrual.booked_at)}
-    credited = await repo.credits_of_sale(accrual.sale_id)
-    entries: list[LedgerEntry] = []
-    for code in sorted(set(rates) | set(credited)):
-        new = domain.earned_credit(rates[code], revenue) if code in rates else ZERO
-        old = credited.get(code)
-        if old == new or (old is None and new == 0):
-            continue
-        delta = new - (old or ZERO)
-        await repo.add_earned(accrual.partner_id, code, delta)
-        await repo.set_credit(code, accrual.sale_id, accrual.partner_id, new)
-        entries.append(LedgerEntry(accrual.partner_id, code, "credit" if delta > 0 else "debit", delta, event_id,
-                                   event_type, sale_id=accrual.sale_id))
-    await repo.post(entries)
-    return f"{len(entries)} fund balances moved"
+    """One accrual event on its own (a run of one)."""
+    posting = await record_accruals(tx, [sale_accrual(accrual, event_id, event_type, event_time)])
+    return f"{len(posting.entries)} fund balances moved"
 
 
 async def replicate_partner(
