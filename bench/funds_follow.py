@@ -99,7 +99,15 @@ def expected_earned(data: dict[str, Any]) -> dict[str, Decimal]:
     return {f.code: round_money(f.rate * revenue) for f in FUNDS if f.valid_from <= booked_at < VALID_TO}
 
 
-async def publish(bootstrap: str, count: int, partners: int) -> tuple[float, dict[str, Decimal]]:
+@dataclass
+class Published:
+    seconds: float
+    earned: dict[str, Decimal]
+    # The last event of each partition: once all of them are applied, every event is (a partition is in order).
+    last: list[str]
+
+
+async def publish(bootstrap: str, count: int, partners: int) -> Published:
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=False, linger_ms=5,
                                 max_batch_size=256 * 1024)
     ids = [uuid.uuid4() for _ in range(partners)]
@@ -107,7 +115,7 @@ async def publish(bootstrap: str, count: int, partners: int) -> tuple[float, dic
     await producer.start()
     started = time.perf_counter()
     try:
-        futures = []
+        futures, event_ids = [], []
         for i in range(count):
             partner = ids[i % partners]
             data = accrual(i, partner)
@@ -115,11 +123,14 @@ async def publish(bootstrap: str, count: int, partners: int) -> tuple[float, dic
                 earned[code] += amount
             event = OutgoingEvent(topic=TOPIC, type="accrual.recorded", key=str(partner), subject=data["sale_id"],
                                   data=data)
+            event_ids.append(event.id)
             futures.append(await producer.send(TOPIC, dumps(event.envelope("incentives")), key=str(partner).encode()))
-        await asyncio.gather(*futures)
+        sent = await asyncio.gather(*futures)
     finally:
         await producer.stop()
-    return time.perf_counter() - started, dict(earned)
+    seconds = time.perf_counter() - started
+    last = {metadata.partition: event_id for metadata, event_id in zip(sent, event_ids, strict=True)}
+    return Published(seconds, dict(earned), list(last.values()))
 
 
 def raw_row(value: bytes) -> tuple[Any, ...]:
@@ -157,15 +168,17 @@ async def raw_follow(bootstrap: str, url: str, count: int, batch: int) -> float:
         await conn.close()
 
 
-async def applied(db: Database) -> int:
+async def applied(db: Database, event_ids: list[str]) -> int:
+    """How many of these events the funds consumer has applied (a cheap look-up by primary key)."""
     async with db.transaction() as tx:
         found = await tx.session.execute(
-            sa.text("SELECT count(*) FROM inbox WHERE consumer = :consumer"), {"consumer": CONSUMER}
+            sa.text("SELECT count(*) FROM inbox WHERE consumer = :consumer AND event_id = ANY(:ids)"),
+            {"consumer": CONSUMER, "ids": event_ids},
         )
         return int(found.scalar() or 0)
 
 
-async def follow(db: Database, count: int) -> tuple[float, float]:
+async def follow(db: Database, last: list[str]) -> tuple[float, float]:
     """Runs the funds service until it has applied every event: (seconds from start, seconds from the first)."""
     from services.funds.app import create_app
 
@@ -173,17 +186,33 @@ async def follow(db: Database, count: int) -> tuple[float, float]:
     started, first = time.perf_counter(), None
     async with app.router.lifespan_context(app):
         while True:
-            done = await applied(db)
-            if done and first is None:
+            if first is None and await applied_any(db):
                 first = time.perf_counter()
-            if done >= count:
+            if await applied(db, last) == len(last):
                 break
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(0.05)
         finished = time.perf_counter()
     return finished - started, finished - (first or started)
 
 
-async def check_earned(db: Database, expected: dict[str, Decimal]) -> list[str]:
+async def applied_any(db: Database) -> bool:
+    async with db.transaction() as tx:
+        found = await tx.session.execute(
+            sa.text("SELECT 1 FROM inbox WHERE consumer = :consumer LIMIT 1"), {"consumer": CONSUMER}
+        )
+        return found.scalar() is not None
+
+
+async def count_applied(db: Database) -> int:
+    async with db.transaction() as tx:
+        found = await tx.session.execute(
+            sa.text("SELECT count(*) FROM inbox WHERE consumer = :consumer AND outcome = 'applied'"),
+            {"consumer": CONSUMER},
+        )
+        return int(found.scalar() or 0)
+
+
+async def check_earned(db: Database, count: int, expected: dict[str, Decimal]) -> list[str]:
     async with db.transaction() as tx:
         rows = (await tx.session.execute(sa.text(
             "SELECT fund_code, sum(earned) AS earned FROM partner_balances GROUP BY fund_code"
@@ -195,6 +224,8 @@ async def check_earned(db: Database, expected: dict[str, Decimal]) -> list[str]:
     found = {r.fund_code: r.earned for r in rows}
     posted = {r.fund_code: r.amount for r in ledger}
     problems = []
+    if (done := await count_applied(db)) != count:
+        problems.append(f"{done:,} events applied, not {count:,}")
     for fund in FUNDS:
         want = expected.get(fund.code, Decimal("0.00"))
         if found.get(fund.code, Decimal(0)) != want or posted.get(fund.code, Decimal(0)) != want:
@@ -230,12 +261,13 @@ async def main(count: int, partners: int, database_url: str | None) -> int:
         await asyncio.to_thread(upgrade, "funds", url)
         await seed(db)
         print(f"publishing {count:,} accrual.recorded events for {partners:,} partners…", flush=True)
-        produced, expected = await publish(bootstrap, count, partners)
+        published = await publish(bootstrap, count, partners)
+        produced = published.seconds
         print("raw limit: getmany + json.loads + COPY…", flush=True)
         raw = await raw_follow(bootstrap, url, count, batch)
         print("funds service following incentives.accruals…", flush=True)
-        total, steady = await follow(db, count)
-        problems = await check_earned(db, expected)
+        total, steady = await follow(db, published.last)
+        problems = await check_earned(db, count, published.earned)
 
         print(f"events:                                       {count:>9,}")
         print(f"publish (acks=all):                           {produced:8.2f} s  {count / produced:10,.0f} /s")
