@@ -2,7 +2,8 @@
 balances by (partner_id, fund_code); accrual events take their sales by sale_id, then balances. So
 approvals, claims, sweeps and earned credits never deadlock each other. Fund rows are locked FOR NO KEY
 UPDATE, which lets the foreign-key checks of balance, credit and ledger inserts (FOR KEY SHARE) pass
-beside a held fund lock."""
+beside a held fund lock. Text in a lock order compares byte by byte (COLLATE "C"), as Python sorts it,
+whatever the database's collation."""
 
 from __future__ import annotations
 
@@ -67,13 +68,13 @@ def _columns(columns: Sequence[str]) -> str:
 LOCK_SALES = sa.text(
     "SELECT s.sale_id, s.partner_id, s.currency, s.booked_at, c.fund_code, c.amount "
     "FROM sale_revenue s LEFT JOIN fund_credits c ON c.sale_id = s.sale_id "
-    "WHERE s.sale_id = ANY(CAST(:ids AS text[])) ORDER BY s.sale_id FOR UPDATE OF s"
+    'WHERE s.sale_id = ANY(CAST(:ids AS text[])) ORDER BY s.sale_id COLLATE "C" FOR UPDATE OF s'
 )
 # Data-modifying CTEs all run, whether read or not: five multi-row writes in one round trip.
 SAVE_ACCRUALS = sa.text(f"""
     WITH new_sales AS (
         INSERT INTO sale_revenue ({", ".join(SALE_COLUMNS)})
-        SELECT {_columns(SALE_COLUMNS)} FROM {_unnest(SALE_COLUMNS, SALE_TYPES, "new_")} ORDER BY u.sale_id
+        SELECT {_columns(SALE_COLUMNS)} FROM {_unnest(SALE_COLUMNS, SALE_TYPES, "new_")} ORDER BY u.sale_id COLLATE "C"
     ), known_sales AS (
         UPDATE sale_revenue s SET {", ".join(f"{c} = u.{c}" for c in SALE_COLUMNS[1:])}, updated_at = now()
         FROM {_unnest(SALE_COLUMNS, SALE_TYPES, "old_")} WHERE s.sale_id = u.sale_id
@@ -85,7 +86,7 @@ SAVE_ACCRUALS = sa.text(f"""
         INSERT INTO partner_balances (partner_id, fund_code, earned, per_partner_limit)
         SELECT u.partner_id, u.fund_code, u.delta, f.per_partner_limit
         FROM {_unnest(EARNED_COLUMNS, EARNED_TYPES, "earned_")} JOIN funds f ON f.code = u.fund_code
-        ORDER BY u.partner_id, u.fund_code
+        ORDER BY u.partner_id, u.fund_code COLLATE "C"
         ON CONFLICT (partner_id, fund_code) DO UPDATE
         SET earned = partner_balances.earned + EXCLUDED.earned, updated_at = now()
     )
@@ -292,7 +293,7 @@ class FundsRepository:
                 await self.session.execute(
                     sa.select(partner_balances)
                     .where(b.fund_code.in_(list(codes)), b.lapsed != target)
-                    .order_by(b.partner_id, b.fund_code)
+                    .order_by(b.partner_id, b.fund_code.collate("C"))
                     .with_for_update()
                 )
             ).all()
