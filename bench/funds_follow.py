@@ -190,7 +190,7 @@ async def follow(db: Database, last: list[str]) -> tuple[float, float]:
                 first = time.perf_counter()
             if await applied(db, last) == len(last):
                 break
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(0.25)
         finished = time.perf_counter()
     return finished - started, finished - (first or started)
 
