@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -43,27 +44,39 @@ LOCK_CATALOGUE = "funds:catalogue"
 
 Row = sa.Row[*tuple[Any, ...]]
 
-# The columns accruals write and their SQL types; credits, earned moves and ledger entries in field order.
+
+@dataclass(frozen=True)
+class Rows:
+    """Rows of named tuples passed to one multi-row statement as one array per column, read back by unnest()."""
+
+    prefix: str
+    fields: tuple[str, ...]
+    columns: tuple[str, ...]
+    types: tuple[str, ...]
+
+    def unnest(self, *, ordinality: bool = False) -> str:
+        arrays = ", ".join(f"CAST(:{self.prefix}{c} AS {t}[])" for c, t in zip(self.columns, self.types, strict=True))
+        if ordinality:
+            return f"unnest({arrays}) WITH ORDINALITY AS u({', '.join(self.columns)}, n)"
+        return f"unnest({arrays}) AS u({', '.join(self.columns)})"
+
+    def values(self) -> str:
+        return ", ".join(f"u.{c}" for c in self.columns)
+
+    def arrays(self, rows: Sequence[tuple[Any, ...]]) -> dict[str, list[Any]]:
+        by_field: list[tuple[Any, ...]] = list(zip(*rows, strict=True)) if rows else [()] * len(self.fields)
+        return {self.prefix + c: list(by_field[self.fields.index(c)]) for c in self.columns}
+
+
 SALE_COLUMNS = ("sale_id", "partner_id", "currency", "booked_at", "amount", "status", "eligible_revenue",
                 "event_id", "event_time")
 SALE_TYPES = ("text", "uuid", "text", "timestamptz", "numeric", "text", "numeric", "text", "timestamptz")
-CREDIT_COLUMNS, CREDIT_TYPES = Credit._fields, ("text", "text", "uuid", "numeric")
-EARNED_COLUMNS, EARNED_TYPES = EarnedMove._fields, ("uuid", "text", "numeric")
-LEDGER_COLUMNS = LedgerEntry._fields
-LEDGER_TYPES = ("uuid", "text", "text", "numeric", "text", "text", "text", "uuid", "uuid")
-
-
-def _unnest(columns: Sequence[str], types: Sequence[str], prefix: str, *, ordinality: bool = False) -> str:
-    """unnest() over one array parameter per column: many rows in one statement, no per-row binds."""
-    arrays = ", ".join(f"CAST(:{prefix}{c} AS {t}[])" for c, t in zip(columns, types, strict=True))
-    if ordinality:
-        return f"unnest({arrays}) WITH ORDINALITY AS u({', '.join(columns)}, n)"
-    return f"unnest({arrays}) AS u({', '.join(columns)})"
-
-
-def _columns(columns: Sequence[str]) -> str:
-    return ", ".join(f"u.{c}" for c in columns)
-
+NEW_SALES = Rows("new_", SaleAccrual._fields, SALE_COLUMNS, SALE_TYPES)
+KNOWN_SALES = Rows("old_", SaleAccrual._fields, SALE_COLUMNS, SALE_TYPES)
+CREDITS = Rows("credit_", Credit._fields, Credit._fields, ("text", "text", "uuid", "numeric"))
+EARNED = Rows("earned_", EarnedMove._fields, EarnedMove._fields, ("uuid", "text", "numeric"))
+ENTRIES = Rows("entry_", LedgerEntry._fields, LedgerEntry._fields,
+               ("uuid", "text", "text", "numeric", "text", "text", "text", "uuid", "uuid"))
 
 LOCK_SALES = sa.text(
     "SELECT s.sale_id, s.partner_id, s.currency, s.booked_at, c.fund_code, c.amount "
@@ -74,34 +87,25 @@ LOCK_SALES = sa.text(
 SAVE_ACCRUALS = sa.text(f"""
     WITH new_sales AS (
         INSERT INTO sale_revenue ({", ".join(SALE_COLUMNS)})
-        SELECT {_columns(SALE_COLUMNS)} FROM {_unnest(SALE_COLUMNS, SALE_TYPES, "new_")} ORDER BY u.sale_id COLLATE "C"
+        SELECT {NEW_SALES.values()} FROM {NEW_SALES.unnest()} ORDER BY u.sale_id COLLATE "C"
     ), known_sales AS (
         UPDATE sale_revenue s SET {", ".join(f"{c} = u.{c}" for c in SALE_COLUMNS[1:])}, updated_at = now()
-        FROM {_unnest(SALE_COLUMNS, SALE_TYPES, "old_")} WHERE s.sale_id = u.sale_id
+        FROM {KNOWN_SALES.unnest()} WHERE s.sale_id = u.sale_id
     ), credits AS (
-        INSERT INTO fund_credits ({", ".join(CREDIT_COLUMNS)})
-        SELECT {_columns(CREDIT_COLUMNS)} FROM {_unnest(CREDIT_COLUMNS, CREDIT_TYPES, "credit_")}
+        INSERT INTO fund_credits ({", ".join(CREDITS.columns)})
+        SELECT {CREDITS.values()} FROM {CREDITS.unnest()}
         ON CONFLICT (fund_code, sale_id) DO UPDATE SET amount = EXCLUDED.amount, updated_at = now()
     ), balances AS (
         INSERT INTO partner_balances (partner_id, fund_code, earned, per_partner_limit)
         SELECT u.partner_id, u.fund_code, u.delta, f.per_partner_limit
-        FROM {_unnest(EARNED_COLUMNS, EARNED_TYPES, "earned_")} JOIN funds f ON f.code = u.fund_code
+        FROM {EARNED.unnest()} JOIN funds f ON f.code = u.fund_code
         ORDER BY u.partner_id, u.fund_code COLLATE "C"
         ON CONFLICT (partner_id, fund_code) DO UPDATE
         SET earned = partner_balances.earned + EXCLUDED.earned, updated_at = now()
     )
-    INSERT INTO fund_ledger ({", ".join(LEDGER_COLUMNS)})
-    SELECT {_columns(LEDGER_COLUMNS)} FROM {_unnest(LEDGER_COLUMNS, LEDGER_TYPES, "entry_", ordinality=True)}
-    ORDER BY u.n
+    INSERT INTO fund_ledger ({", ".join(ENTRIES.columns)})
+    SELECT {ENTRIES.values()} FROM {ENTRIES.unnest(ordinality=True)} ORDER BY u.n
 """)
-
-
-def _arrays(
-    prefix: str, fields: tuple[str, ...], columns: Sequence[str], rows: Sequence[tuple[Any, ...]]
-) -> dict[str, list[Any]]:
-    """The parameters of _unnest: one list per column, from named tuples with these fields."""
-    by_field: list[tuple[Any, ...]] = list(zip(*rows, strict=True)) if rows else [()] * len(fields)
-    return {prefix + c: list(by_field[fields.index(c)]) for c in columns}
 
 
 class FundsRepository:
@@ -330,11 +334,11 @@ class FundsRepository:
         await self.session.execute(
             SAVE_ACCRUALS,
             {
-                **_arrays("new_", SaleAccrual._fields, SALE_COLUMNS, new),
-                **_arrays("old_", SaleAccrual._fields, SALE_COLUMNS, old),
-                **_arrays("credit_", Credit._fields, CREDIT_COLUMNS, posting.credits),
-                **_arrays("earned_", EarnedMove._fields, EARNED_COLUMNS, posting.earned),
-                **_arrays("entry_", LedgerEntry._fields, LEDGER_COLUMNS, posting.entries),
+                **NEW_SALES.arrays(new),
+                **KNOWN_SALES.arrays(old),
+                **CREDITS.arrays(posting.credits),
+                **EARNED.arrays(posting.earned),
+                **ENTRIES.arrays(posting.entries),
             },
         )
 
@@ -541,7 +545,7 @@ class FundsRepository:
             return
         raw = await (await self.session.connection()).get_raw_connection()
         await raw.driver_connection.copy_records_to_table(  # type: ignore[union-attr]
-            "fund_ledger", records=list(entries), columns=list(LEDGER_COLUMNS)
+            "fund_ledger", records=list(entries), columns=list(LedgerEntry._fields)
         )
 
     async def ledger(
