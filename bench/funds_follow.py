@@ -19,6 +19,7 @@ import asyncio
 import json
 import os
 import secrets
+import shutil
 import sys
 import tempfile
 import time
@@ -287,6 +288,7 @@ async def main(count: int, partners: int, database_url: str | None) -> int:
             broker.stop()
         if postgres is not None:
             postgres.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":
