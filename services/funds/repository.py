@@ -1,12 +1,15 @@
-"""Funds SQL. Locks are always taken in one order: request, then fund, then partner balances by
-(partner_id, fund_code), so approvals, claims, sweeps and earned credits never deadlock each other.
-Fund rows are locked FOR NO KEY UPDATE, which lets the foreign-key checks of balance, credit and ledger
-inserts (FOR KEY SHARE) pass beside a held fund lock."""
+"""Funds SQL. Locks are always taken in one order: request, then its claim, then fund, then partner
+balances by (partner_id, fund_code); accrual events take their sales by sale_id, then balances. So
+approvals, claims, sweeps and earned credits never deadlock each other. Fund rows are locked FOR NO KEY
+UPDATE, which lets the foreign-key checks of balance, credit and ledger inserts (FOR KEY SHARE) pass
+beside a held fund lock. Text in a lock order compares byte by byte (COLLATE "C"), as Python sorts it,
+whatever the database's collation."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -15,6 +18,16 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.funds.domain import (
+    AccrualFund,
+    AccrualPosting,
+    ClaimDecision,
+    Credit,
+    EarnedMove,
+    LedgerEntry,
+    SaleAccrual,
+    SaleFacts,
+)
 from services.funds.models import (
     fund_claims,
     fund_credits,
@@ -30,6 +43,69 @@ from services.funds.models import (
 LOCK_CATALOGUE = "funds:catalogue"
 
 Row = sa.Row[*tuple[Any, ...]]
+
+
+@dataclass(frozen=True)
+class Rows:
+    """Rows of named tuples passed to one multi-row statement as one array per column, read back by unnest()."""
+
+    prefix: str
+    fields: tuple[str, ...]
+    columns: tuple[str, ...]
+    types: tuple[str, ...]
+
+    def unnest(self, *, ordinality: bool = False) -> str:
+        arrays = ", ".join(f"CAST(:{self.prefix}{c} AS {t}[])" for c, t in zip(self.columns, self.types, strict=True))
+        if ordinality:
+            return f"unnest({arrays}) WITH ORDINALITY AS u({', '.join(self.columns)}, n)"
+        return f"unnest({arrays}) AS u({', '.join(self.columns)})"
+
+    def values(self) -> str:
+        return ", ".join(f"u.{c}" for c in self.columns)
+
+    def arrays(self, rows: Sequence[tuple[Any, ...]]) -> dict[str, list[Any]]:
+        by_field: list[tuple[Any, ...]] = list(zip(*rows, strict=True)) if rows else [()] * len(self.fields)
+        return {self.prefix + c: list(by_field[self.fields.index(c)]) for c in self.columns}
+
+
+SALE_COLUMNS = ("sale_id", "partner_id", "currency", "booked_at", "amount", "status", "eligible_revenue",
+                "event_id", "event_time")
+SALE_TYPES = ("text", "uuid", "text", "timestamptz", "numeric", "text", "numeric", "text", "timestamptz")
+NEW_SALES = Rows("new_", SaleAccrual._fields, SALE_COLUMNS, SALE_TYPES)
+KNOWN_SALES = Rows("old_", SaleAccrual._fields, SALE_COLUMNS, SALE_TYPES)
+CREDITS = Rows("credit_", Credit._fields, Credit._fields, ("text", "text", "uuid", "numeric"))
+EARNED = Rows("earned_", EarnedMove._fields, EarnedMove._fields, ("uuid", "text", "numeric"))
+ENTRIES = Rows("entry_", LedgerEntry._fields, LedgerEntry._fields,
+               ("uuid", "text", "text", "numeric", "text", "text", "text", "uuid", "uuid"))
+
+LOCK_SALES = sa.text(
+    "SELECT s.sale_id, s.partner_id, s.currency, s.booked_at, c.fund_code, c.amount "
+    "FROM sale_revenue s LEFT JOIN fund_credits c ON c.sale_id = s.sale_id "
+    'WHERE s.sale_id = ANY(CAST(:ids AS text[])) ORDER BY s.sale_id COLLATE "C" FOR UPDATE OF s'
+)
+# Data-modifying CTEs all run, whether read or not: five multi-row writes in one round trip.
+SAVE_ACCRUALS = sa.text(f"""
+    WITH new_sales AS (
+        INSERT INTO sale_revenue ({", ".join(SALE_COLUMNS)})
+        SELECT {NEW_SALES.values()} FROM {NEW_SALES.unnest()} ORDER BY u.sale_id COLLATE "C"
+    ), known_sales AS (
+        UPDATE sale_revenue s SET {", ".join(f"{c} = u.{c}" for c in SALE_COLUMNS[1:])}, updated_at = now()
+        FROM {KNOWN_SALES.unnest()} WHERE s.sale_id = u.sale_id
+    ), credits AS (
+        INSERT INTO fund_credits ({", ".join(CREDITS.columns)})
+        SELECT {CREDITS.values()} FROM {CREDITS.unnest()}
+        ON CONFLICT (fund_code, sale_id) DO UPDATE SET amount = EXCLUDED.amount, updated_at = now()
+    ), balances AS (
+        INSERT INTO partner_balances (partner_id, fund_code, earned, per_partner_limit)
+        SELECT u.partner_id, u.fund_code, u.delta, f.per_partner_limit
+        FROM {EARNED.unnest()} JOIN funds f ON f.code = u.fund_code
+        ORDER BY u.partner_id, u.fund_code COLLATE "C"
+        ON CONFLICT (partner_id, fund_code) DO UPDATE
+        SET earned = partner_balances.earned + EXCLUDED.earned, updated_at = now()
+    )
+    INSERT INTO fund_ledger ({", ".join(ENTRIES.columns)})
+    SELECT {ENTRIES.values()} FROM {ENTRIES.unnest(ordinality=True)} ORDER BY u.n
+""")
 
 
 class FundsRepository:
@@ -110,22 +186,6 @@ class FundsRepository:
         )
         return result.scalar() is not None
 
-    async def accrual_funds_for(self, currency: str, booked_at: datetime) -> list[Row]:
-        return list(
-            (
-                await self.session.execute(
-                    sa.select(funds.c.code, funds.c.accrual_rate)
-                    .where(
-                        funds.c.accrual_rate.is_not(None),
-                        funds.c.currency == currency,
-                        funds.c.valid_from <= booked_at,
-                        funds.c.valid_to > booked_at,
-                    )
-                    .order_by(funds.c.code)
-                )
-            ).all()
-        )
-
     async def accrual_funds_due_to_lapse(self, now: datetime) -> list[str]:
         return list(
             (
@@ -198,15 +258,6 @@ class FundsRepository:
             )
         )
 
-    async def add_earned(self, partner_id: uuid.UUID, fund_code: str, delta: Decimal) -> None:
-        statement = insert(partner_balances).values(partner_id=partner_id, fund_code=fund_code, earned=delta)
-        await self.session.execute(
-            statement.on_conflict_do_update(
-                index_elements=["partner_id", "fund_code"],
-                set_={"earned": partner_balances.c.earned + delta, "updated_at": sa.func.now()},
-            )
-        )
-
     async def balances(self, partner_id: uuid.UUID, *, open_at: datetime, after: str | None, limit: int) -> list[Row]:
         """The partner's figures in every fund it has a balance in, and zeros in the other open funds."""
         b = sa.select(partner_balances).where(partner_balances.c.partner_id == partner_id).subquery()
@@ -246,46 +297,49 @@ class FundsRepository:
                 await self.session.execute(
                     sa.select(partner_balances)
                     .where(b.fund_code.in_(list(codes)), b.lapsed != target)
-                    .order_by(b.partner_id, b.fund_code)
+                    .order_by(b.partner_id, b.fund_code.collate("C"))
                     .with_for_update()
                 )
             ).all()
         )
 
     # --- sales and credits ----------------------------------------------------------------------
-    async def lock_sale(self, sale_id: str) -> Row | None:
-        return (
-            await self.session.execute(
-                sa.select(sale_revenue).where(sale_revenue.c.sale_id == sale_id).with_for_update()
-            )
-        ).one_or_none()
+    async def lock_sales(self, sale_ids: Sequence[str]) -> tuple[dict[str, SaleFacts], dict[str, dict[str, Decimal]]]:
+        """Row-locks the sales already replicated, in sale_id order; returns their facts and what each of them
+        earns now per fund. Their credits are written only under these locks."""
+        rows = await self.session.execute(LOCK_SALES, {"ids": list(sale_ids)})
+        known: dict[str, SaleFacts] = {}
+        credited: dict[str, dict[str, Decimal]] = {}
+        for r in rows:
+            known[r.sale_id] = SaleFacts(r.partner_id, r.currency, r.booked_at)
+            if r.fund_code is not None:
+                credited.setdefault(r.sale_id, {})[r.fund_code] = r.amount
+        return known, credited
 
-    async def save_sale(self, values: dict[str, Any]) -> None:
-        statement = insert(sale_revenue).values(**values)
-        await self.session.execute(
-            statement.on_conflict_do_update(
-                index_elements=["sale_id"],
-                set_={
-                    **{k: statement.excluded[k] for k in values if k != "sale_id"},
-                    "updated_at": sa.func.now(),
-                },
-            )
-        )
-
-    async def credits_of_sale(self, sale_id: str) -> dict[str, Decimal]:
+    async def accrual_funds(self, currencies: Sequence[str]) -> list[AccrualFund]:
         rows = await self.session.execute(
-            sa.select(fund_credits.c.fund_code, fund_credits.c.amount).where(fund_credits.c.sale_id == sale_id)
+            sa.select(funds.c.code, funds.c.currency, funds.c.valid_from, funds.c.valid_to, funds.c.accrual_rate)
+            .where(funds.c.accrual_rate.is_not(None), funds.c.currency.in_(list(currencies)))
+            .order_by(funds.c.code)
         )
-        return {r.fund_code: r.amount for r in rows.all()}
+        return [AccrualFund(r.code, r.currency, r.valid_from, r.valid_to, r.accrual_rate) for r in rows]
 
-    async def set_credit(self, fund_code: str, sale_id: str, partner_id: uuid.UUID, amount: Decimal) -> None:
-        statement = insert(fund_credits).values(
-            fund_code=fund_code, sale_id=sale_id, partner_id=partner_id, amount=amount
-        )
+    async def save_accruals(self, posting: AccrualPosting, known: Collection[str]) -> None:
+        """Writes what a run of accrual events changed in one statement: the new sales (inserted in sale_id
+        order; a sale another transaction inserted meanwhile fails the run, which is then retried), the known
+        sales' latest state, the credits, the earned balances (upserted in their lock order, each new one with
+        its fund's per-partner limit) and the ledger entries, in the order given."""
+        new = [s for s in posting.sales if s.sale_id not in known]
+        old = [s for s in posting.sales if s.sale_id in known]
         await self.session.execute(
-            statement.on_conflict_do_update(
-                index_elements=["fund_code", "sale_id"], set_={"amount": amount, "updated_at": sa.func.now()}
-            )
+            SAVE_ACCRUALS,
+            {
+                **NEW_SALES.arrays(new),
+                **KNOWN_SALES.arrays(old),
+                **CREDITS.arrays(posting.credits),
+                **EARNED.arrays(posting.earned),
+                **ENTRIES.arrays(posting.entries),
+            },
         )
 
     async def eligible_sales(self, currency: str, valid_from: datetime, valid_to: datetime) -> list[Row]:
@@ -389,6 +443,54 @@ class FundsRepository:
             ).all()
         )
 
+    async def lock_claim_and_request(self, claim_id: uuid.UUID) -> tuple[Row, Row] | None:
+        """The claim and the request it draws on, locked in the lock order: the request, then the claim."""
+        request = (
+            await self.session.execute(
+                sa.select(fund_requests)
+                .where(fund_requests.c.id == sa.select(fund_claims.c.request_id)
+                       .where(fund_claims.c.id == claim_id).scalar_subquery())
+                .with_for_update()
+            )
+        ).one_or_none()
+        if request is None:
+            return None
+        claim = await self.get_claim(claim_id, lock=True)
+        assert claim is not None
+        return request, claim
+
+    async def save_claim_decision(
+        self, request: Row, claim_id: uuid.UUID, decision: ClaimDecision, *, decided_by: str, reason: str | None,
+        decided_at: datetime,
+    ) -> tuple[Row, Row]:
+        """Writes a decided claim: the fund, then the partner's balance (the lock order), the request, the claim
+        and the ledger; returns the claim and the request as saved."""
+        money = decision.money
+        if money.moves:
+            await self.move_fund(request.fund_code, committed=money.committed, paid=money.paid)
+            await self.move_balance(request.partner_id, request.fund_code, committed=money.committed, paid=money.paid)
+        saved_request = (
+            await self.session.execute(
+                fund_requests.update()
+                .where(fund_requests.c.id == request.id)
+                .values(claimed=decision.claimed, paid=decision.paid, released=decision.released,
+                        updated_at=sa.func.now(), version=fund_requests.c.version + 1)
+                .returning(fund_requests)
+            )
+        ).one()
+        saved_claim = (
+            await self.session.execute(
+                fund_claims.update()
+                .where(fund_claims.c.id == claim_id)
+                .values(status=decision.status.value, decision_reason=reason, decided_by=decided_by,
+                        decided_at=decided_at, paid_at=decision.paid_at, updated_at=sa.func.now(),
+                        version=fund_claims.c.version + 1)
+                .returning(fund_claims)
+            )
+        ).one()
+        await self.post(decision.entries)
+        return saved_claim, saved_request
+
     async def add_claim(self, values: dict[str, Any]) -> None:
         await self.session.execute(fund_claims.insert().values(**values))
 
@@ -437,9 +539,14 @@ class FundsRepository:
         return list((await self.session.execute(query.order_by(c.created_at, c.id).limit(limit))).all())
 
     # --- ledger ---------------------------------------------------------------------------------
-    async def post(self, entries: list[dict[str, Any]]) -> None:
-        if entries:
-            await self.session.execute(fund_ledger.insert(), entries)
+    async def post(self, entries: Sequence[LedgerEntry]) -> None:
+        """Appends to the ledger in the given order, in one COPY (runs in the transaction the session began)."""
+        if not entries:
+            return
+        raw = await (await self.session.connection()).get_raw_connection()
+        await raw.driver_connection.copy_records_to_table(  # type: ignore[union-attr]
+            "fund_ledger", records=list(entries), columns=list(LedgerEntry._fields)
+        )
 
     async def ledger(
         self, partner_id: uuid.UUID, *, fund_code: str | None, after: int | None, limit: int

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -21,9 +22,11 @@ from services.funds.domain import (
     BalanceFigures,
     ClaimStatus,
     FundFigures,
+    LedgerEntry,
     Policy,
     PolicyBreach,
     RequestStatus,
+    SaleAccrual,
 )
 from services.funds.repository import LOCK_CATALOGUE, FundsRepository, Row
 from services.funds.schemas import AccrualData, Claim, ClaimIn, DecisionIn, Fund, FundIn, FundRequest, FundRequestIn
@@ -31,10 +34,6 @@ from services.funds.schemas import AccrualData, Claim, ClaimIn, DecisionIn, Fund
 TOPIC = "funds.funds"
 AUTO = "auto"
 CLAIM_DEADLINE = "claim deadline"
-
-
-class SaleMismatch(Exception):
-    """An accrual event names a sale funds knows with another partner, currency or booking time."""
 
 
 # --- views --------------------------------------------------------------------------------------
@@ -103,13 +102,10 @@ def _currency_check(given: str | None, fund_currency: str) -> None:
 
 
 def _ledger(
-    partner_id: uuid.UUID, fund_code: str, kind: str, amount: Decimal, cause: str, cause_type: str, **refs: Any
-) -> dict[str, Any]:
-    return {
-        "partner_id": partner_id, "fund_code": fund_code, "kind": kind, "amount": amount, "cause": cause,
-        "cause_type": cause_type, "sale_id": refs.get("sale_id"), "request_id": refs.get("request_id"),
-        "claim_id": refs.get("claim_id"),
-    }
+    partner_id: uuid.UUID, fund_code: str, kind: str, amount: Decimal, cause: str, cause_type: str,
+    request_id: uuid.UUID | None = None,
+) -> LedgerEntry:
+    return LedgerEntry(partner_id, fund_code, kind, amount, cause, cause_type, request_id=request_id)
 
 
 # --- funds --------------------------------------------------------------------------------------
@@ -174,7 +170,7 @@ async def _try_commit(repo: FundsRepository, fund_code: str, partner_id: uuid.UU
     return []
 
 
-async def _release(repo: FundsRepository, request: Row, amount: Decimal, cause_type: str) -> dict[str, Any] | None:
+async def _release(repo: FundsRepository, request: Row, amount: Decimal, cause_type: str) -> LedgerEntry | None:
     """Gives `amount` of an approved request back to the fund and the partner (fund and balance locked)."""
     if amount <= 0:
         return None
@@ -405,56 +401,38 @@ async def list_claims(
 async def decide_claim(
     tx: Transaction, principal: Principal, claim_id: uuid.UUID, command: DecisionIn, if_match: str | None
 ) -> tuple[Claim, int]:
-    """Approving pays the claim from the request's commitment; rejecting frees its amount to claim again."""
+    """Loads the claim and its request locked, lets the domain decide what moves, saves that."""
     repo = FundsRepository(tx.session)
-    found = await repo.get_claim(claim_id)
-    if found is None:
+    loaded = await repo.lock_claim_and_request(claim_id)
+    if loaded is None:
         raise not_found(f"fund claim {claim_id}")
-    request = await repo.get_request(found.request_id, lock=True)
-    claim = await repo.get_claim(claim_id, lock=True)
-    assert request is not None and claim is not None
+    request, claim = loaded
     check_if_match(if_match, claim.version)
-    wanted = ClaimStatus.PAID if command.decision == "approve" else ClaimStatus.REJECTED
+    now = utcnow()
     try:
-        domain.check_claim_move(ClaimStatus(claim.status), wanted)
+        decision = domain.decide_claim(
+            domain.ClaimState(claim.id, ClaimStatus(claim.status), claim.amount),
+            domain.RequestState(request.id, request.partner_id, request.fund_code, RequestStatus(request.status),
+                                request.claimed, request.paid, request.released),
+            command.decision == "approve",
+            now,
+        )
     except domain.IllegalMove as exc:
         raise illegal_move(exc.current, exc.wanted, exc.allowed) from exc
-    now = utcnow()
-    amount: Decimal = claim.amount
-    entries: list[dict[str, Any]] = []
-    if wanted is ClaimStatus.PAID:
-        await repo.lock_funds([request.fund_code])
-        await repo.lock_balances([(request.partner_id, request.fund_code)])
-        await repo.move_fund(request.fund_code, committed=-amount, paid=amount)
-        await repo.move_balance(request.partner_id, request.fund_code, committed=-amount, paid=amount)
-        await repo.update_request(request.id, paid=request.paid + amount)
-        await repo.update_claim(claim_id, status=wanted.value, decision_reason=command.reason,
-                                decided_by=principal.sub, decided_at=now, paid_at=now)
-        entries.append(_ledger(request.partner_id, request.fund_code, "payout", amount, str(claim_id),
-                               "claim.paid", request_id=request.id, claim_id=claim_id))
-    else:
-        released = ZERO
-        if request.status == RequestStatus.COMPLETED.value:
-            # The request is closed: what this claim held back goes back to the fund now.
-            await repo.lock_funds([request.fund_code])
-            await repo.lock_balances([(request.partner_id, request.fund_code)])
-            entry = await _release(repo, request, amount, "claim.rejected")
-            if entry:
-                entry["claim_id"] = claim_id
-                entries.append(entry)
-            released = amount
-        await repo.update_request(request.id, claimed=request.claimed - amount, released=request.released + released)
-        await repo.update_claim(claim_id, status=wanted.value, decision_reason=command.reason,
-                                decided_by=principal.sub, decided_at=now)
-    await repo.post(entries)
-    result, version = await _claim(repo, claim_id)
-    if wanted is ClaimStatus.PAID:
-        updated, _ = await _request(repo, request.id)
-        data = jsonable_encoder(result.model_dump(mode="json"))
-        data["request"] = jsonable_encoder(updated.model_dump(mode="json", exclude={"claims"}))
-        # Key and subject are the partner id (CONTRACT §2); the claim and its request are in the data.
-        tx.emit(OutgoingEvent(topic=TOPIC, type="fund.claim_paid", key=str(request.partner_id), data=data))
-    return result, version
+    saved_claim, saved_request = await repo.save_claim_decision(
+        request, claim_id, decision, decided_by=principal.sub, reason=command.reason, decided_at=now
+    )
+    result = Claim.model_validate(dict(saved_claim._mapping))
+    for paid in decision.events:
+        tx.emit(_claim_paid_event(paid, result, request_view(saved_request, [])))
+    return result, saved_claim.version
+
+
+def _claim_paid_event(paid: domain.ClaimPaid, claim: Claim, request: FundRequest) -> OutgoingEvent:
+    data = jsonable_encoder(claim.model_dump(mode="json"))
+    data["request"] = jsonable_encoder(request.model_dump(mode="json", exclude={"claims"}))
+    # Key and subject are the partner id (CONTRACT §2); the claim and its request are in the data.
+    return OutgoingEvent(topic=TOPIC, type="fund.claim_paid", key=str(paid.partner_id), data=data)
 
 
 # --- balances and ledger ------------------------------------------------------------------------
@@ -477,46 +455,40 @@ def balance_view(row: Row) -> dict[str, Any]:
 
 
 # --- events in ----------------------------------------------------------------------------------
+def sale_accrual(
+    accrual: AccrualData, event_id: str, event_type: str, event_time: datetime | None
+) -> SaleAccrual:
+    return SaleAccrual(
+        event_id=event_id, event_type=event_type, event_time=event_time, sale_id=accrual.sale_id,
+        partner_id=accrual.partner_id, currency=accrual.currency, booked_at=accrual.booked_at,
+        amount=accrual.amount, status=accrual.status, eligible_revenue=accrual.eligible_revenue,
+    )
+
+
+async def record_accruals(tx: Transaction, accruals: Sequence[SaleAccrual]) -> domain.AccrualPosting:
+    """Keeps each sale's latest eligible revenue and moves what it earns in each accrual fund, for a run of
+    accrual events at once: four statements, whatever the run's length.
+
+    A sale's events come in order on its partner's partition and the inbox absorbs redeliveries, so the
+    latest event applied is the sale's current state. Raises SaleMismatch (nothing is written) when an event
+    changes a sale's facts.
+    """
+    repo = FundsRepository(tx.session)
+    # Shared: accrual runs go side by side; creating a fund, which reads every sale, waits for them.
+    await repo.lock(LOCK_CATALOGUE, shared=True)
+    known, credited = await repo.lock_sales(sorted({a.sale_id for a in accruals}))
+    funds = await repo.accrual_funds(sorted({a.currency for a in accruals}))
+    posting = domain.post_accruals(accruals, known, credited, funds)
+    await repo.save_accruals(posting, known)
+    return posting
+
+
 async def record_accrual(
     tx: Transaction, accrual: AccrualData, event_id: str, event_type: str, event_time: datetime | None
 ) -> str:
-    """Keeps the sale's latest eligible revenue and moves what it earns in each accrual fund by the difference.
-
-    A sale's events come in order on its partner's partition and the inbox absorbs redeliveries, so the
-    latest event applied is the sale's current state.
-    """
-    repo = FundsRepository(tx.session)
-    await repo.lock(LOCK_CATALOGUE, shared=True)
-    existing = await repo.lock_sale(accrual.sale_id)
-    if existing is not None:
-        if (existing.partner_id, existing.currency, existing.booked_at) != (
-            accrual.partner_id, accrual.currency, accrual.booked_at
-        ):
-            raise SaleMismatch(
-                f"sale {accrual.sale_id} is known with partner {existing.partner_id}, currency {existing.currency} "
-                f"and booked_at {existing.booked_at.isoformat()}; a sale's facts never change"
-            )
-    revenue = accrual.eligible_revenue
-    await repo.save_sale({
-        "sale_id": accrual.sale_id, "partner_id": accrual.partner_id, "currency": accrual.currency,
-        "booked_at": accrual.booked_at, "amount": accrual.amount, "status": accrual.status,
-        "eligible_revenue": revenue, "event_id": event_id, "event_time": event_time,
-    })
-    rates = {f.code: f.accrual_rate for f in await repo.accrual_funds_for(accrual.currency, accrual.booked_at)}
-    credited = await repo.credits_of_sale(accrual.sale_id)
-    entries: list[dict[str, Any]] = []
-    for code in sorted(set(rates) | set(credited)):
-        new = domain.earned_credit(rates[code], revenue) if code in rates else ZERO
-        old = credited.get(code)
-        if old == new or (old is None and new == 0):
-            continue
-        delta = new - (old or ZERO)
-        await repo.add_earned(accrual.partner_id, code, delta)
-        await repo.set_credit(code, accrual.sale_id, accrual.partner_id, new)
-        entries.append(_ledger(accrual.partner_id, code, "credit" if delta > 0 else "debit", delta, event_id,
-                               event_type, sale_id=accrual.sale_id))
-    await repo.post(entries)
-    return f"{len(entries)} fund balances moved"
+    """One accrual event on its own (a run of one)."""
+    posting = await record_accruals(tx, [sale_accrual(accrual, event_id, event_type, event_time)])
+    return f"{len(posting.entries)} fund balances moved"
 
 
 async def replicate_partner(
@@ -545,7 +517,7 @@ async def lapse_unused_balances(tx: Transaction) -> int:
     codes = await repo.accrual_funds_due_to_lapse(utcnow())
     if not codes:
         return 0
-    entries: list[dict[str, Any]] = []
+    entries: list[LedgerEntry] = []
     for row in await repo.balances_to_lapse(codes):
         delta = domain.lapse_target(row.earned, row.committed, row.paid) - row.lapsed
         await repo.move_balance(row.partner_id, row.fund_code, lapsed=delta)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import uuid
 from typing import Any
 
-from services.funds import usecases
+from partnerhub.events import CloudEvent
+from services.funds import handlers, usecases
 from services.funds.schemas import AccrualData
 from tests.conftest import Publish, eventually
 from tests.funds.support import accrual as accrual_data
@@ -211,3 +213,98 @@ async def test_credits_and_approvals_racing_on_one_partner_neither_deadlock_nor_
     rows = await run_sql(funds, "SELECT count(*) AS n FROM fund_ledger WHERE partner_id = :p AND kind = 'commitment'",
                          p=uuid.UUID(me))
     assert rows[0].n == len([r for r in responses if r.json()["status"] == "approved"])
+
+
+def _event(type_: str, data: dict[str, Any]) -> CloudEvent:
+    return CloudEvent(specversion="1.0", id=str(uuid.uuid4()), source="incentives", type=type_, data=data)
+
+
+async def test_a_run_with_several_events_for_one_sale_posts_each_move_and_keeps_the_last(funds, tokens) -> None:
+    """What the consumer does with a batch: a run of events in one transaction, the same sale more than once."""
+    mdf = await new_fund(funds, tokens, accrual_rate="0.05", valid_from="2026-01-01T00:00:00Z")
+    me = partner()
+    repeated, other = sale(), sale()
+    run = [
+        _event("accrual.adjusted", accrual_data(repeated, me, "1000.00")),
+        _event("accrual.adjusted", accrual_data(other, me, "200.00")),
+        _event("accrual.adjusted", accrual_data(repeated, me, "1000.00", status="channel_conflict")),
+        _event("accrual.adjusted", accrual_data(repeated, me, "500.00")),
+    ]
+    async with funds.app.state.ctx.db.transaction() as tx:
+        await handlers.on_accruals(tx, run)
+
+    mine = await balance(funds, tokens, me, mdf["code"])
+    assert mine["earned"] == "35.00"  # 500 x 0.05 + 200 x 0.05
+    entries = await ledger(funds, tokens, me, mdf["code"])
+    assert [(e["sale_id"], e["kind"], e["amount"], e["cause"]) for e in entries] == [
+        (repeated, "credit", "50.00", run[0].id),
+        (other, "credit", "10.00", run[1].id),
+        (repeated, "debit", "-50.00", run[2].id),
+        (repeated, "credit", "25.00", run[3].id),
+    ]
+    replica = await run_sql(funds, "SELECT amount, status, event_id FROM sale_revenue WHERE sale_id = :s", s=repeated)
+    assert [(str(r.amount), r.status, r.event_id) for r in replica] == [("500.00", "accrued", run[3].id)]
+    credits = await run_sql(funds, "SELECT amount FROM fund_credits WHERE sale_id = :s AND fund_code = :f",
+                            s=repeated, f=mdf["code"])
+    assert [str(r.amount) for r in credits] == ["25.00"]
+
+
+async def test_a_sale_whose_facts_change_is_dead_lettered_alone(funds, tokens, publish) -> None:
+    mdf = await new_fund(funds, tokens, accrual_rate="0.1", valid_from="2026-01-01T00:00:00Z")
+    me = partner()
+    sales = Sales(publish, me)
+    moved, before, after = sale(), sale(), sale()
+    # Published back to back, so they are likely to share a batch: only the bad one may be refused.
+    await sales.recorded(before, "100.00")
+    await sales.recorded(moved, "200.00", booked_at="2026-03-05T10:00:00Z")
+    changed = await sales.adjusted(moved, "200.00", str(uuid.uuid4()), booked_at="2026-03-06T10:00:00Z")
+    other_currency = await sales.adjusted(moved, "200.00", str(uuid.uuid4()), currency="EUR",
+                                          booked_at="2026-03-05T10:00:00Z")
+    await sales.recorded(after, "300.00")
+    await earned_becomes(funds, tokens, me, mdf["code"], "60.00")
+    for event_id in (changed, other_currency):
+        rows = await run_sql(funds, "SELECT outcome FROM inbox WHERE event_id = :id", id=event_id)
+        assert [r.outcome for r in rows] == ["dead_lettered"]
+    replica = await run_sql(funds, "SELECT booked_at, currency FROM sale_revenue WHERE sale_id = :s", s=moved)
+    assert [(r.booked_at.isoformat(), r.currency) for r in replica] == [("2026-03-05T10:00:00+00:00", "USD")]
+
+
+async def test_concurrent_runs_over_the_same_partners_and_sales_neither_deadlock_nor_lose_a_credit(
+    funds, tokens
+) -> None:
+    """Runs in any event order, side by side, lock sales and balances in one order; approvals race them."""
+    first = await new_fund(funds, tokens, accrual_rate="0.1", valid_from="2026-01-01T00:00:00Z")
+    second = await new_fund(funds, tokens, accrual_rate="0.1", valid_from="2026-01-01T00:00:00Z")
+    partners = [partner() for _ in range(4)]
+    db = funds.app.state.ctx.db
+    known = [(sale(), p) for p in partners for _ in range(5)]
+    async with db.transaction() as tx:
+        await handlers.on_accruals(tx, [_event("accrual.recorded", accrual_data(s, p, "100.00")) for s, p in known])
+    rng = random.Random(7)
+
+    async def run(index: int) -> None:
+        fresh = [_event("accrual.recorded", accrual_data(sale(), partners[i % 4], "10.00")) for i in range(12)]
+        # The known sales again, unchanged: their rows are locked by every run, in whatever order they come.
+        again = [_event("accrual.adjusted", accrual_data(s, p, "100.00")) for s, p in known]
+        rng.shuffle(fresh)
+        rng.shuffle(again)
+        async with db.transaction() as tx:
+            await handlers.on_accruals(tx, fresh)
+            await handlers.on_accruals(tx, again)
+
+    results = await asyncio.gather(
+        *[run(i) for i in range(6)],
+        *[apply(funds, tokens, first["code"], p, "5.00") for p in partners],
+        return_exceptions=True,
+    )
+    assert not [r for r in results if isinstance(r, BaseException)], results
+    for p in partners:
+        for created in (first, second):
+            # 5 known sales x 100 x 0.1 + 6 runs x 3 fresh sales x 10 x 0.1
+            assert (await balance(funds, tokens, p, created["code"]))["earned"] == "68.00"
+    entries = await run_sql(
+        funds,
+        "SELECT kind, count(*) AS n FROM fund_ledger WHERE fund_code = :f AND partner_id = ANY(:p) GROUP BY kind",
+        f=first["code"], p=[uuid.UUID(p) for p in partners],
+    )
+    assert {(r.kind, r.n) for r in entries} == {("credit", 20 + 6 * 12), ("commitment", 4)}
