@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import unicodedata
 import uuid
 from datetime import datetime
 from decimal import Decimal
@@ -21,7 +20,7 @@ from pydantic import (
 )
 
 from partnerhub.timeutil import isoformat, to_utc
-from partnerhub.types import Currency, Money, Rate, UtcDatetime
+from partnerhub.types import Currency, Money, Rate, UtcDatetime, no_control_characters
 from services.funds.domain import ClaimStatus, FundKind, RequestStatus
 
 _PLAIN_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -237,17 +236,10 @@ class AccrualItem(Lenient):
     status: str
 
 
-def _no_control_characters(value: str) -> str:
-    # CONTRACT §1 input bounds; PostgreSQL text cannot hold a NUL either, so one would fail the write, not validation.
-    if any(unicodedata.category(char) == "Cc" for char in value):
-        raise ValueError("must not contain a NUL or another control character")
-    return value
-
-
 class AccrualData(Lenient):
     """accrual.recorded / accrual.adjusted: the sale's whole current state as incentives priced it."""
 
-    sale_id: Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_no_control_characters)]
+    sale_id: Annotated[str, Field(min_length=1, max_length=200), AfterValidator(no_control_characters)]
     partner_id: uuid.UUID
     account_id: uuid.UUID | None = None
     booked_at: UtcDatetime
