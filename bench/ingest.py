@@ -54,6 +54,7 @@ from bench.support import (
     create_base_program,
     default_database_url,
     environment,
+    machine,
     put_product,
     rebate,
     register_partner,
@@ -263,6 +264,7 @@ async def main(arguments: argparse.Namespace) -> None:
     async with environment("ingest", ["incentives"], arguments.database_url) as env:
         print(f"ingest: {count:,} sales over {len(world.accounts):,} accounts of {len(world.partners)} partners; "
               f"{env.where()}")
+        print(f"  machine at the start: {machine()}")
         async with Publisher(env.bootstrap_servers) as publisher:
             await seed(env, publisher, world)
             floor = await end_offsets(env.bootstrap_servers)
@@ -319,6 +321,7 @@ async def main(arguments: argparse.Namespace) -> None:
     row("rows written per sale", ", ".join(f"{table} {n / count:.2f}" for table, n in written.items())
         + f"; total {sum(written.values()) / count:.2f}")
     row("messages produced per sale (outbox rows)", f"{written['outbox'] / count:.2f}")
+    print(f"  machine at the end: {machine()}")
     if visible.sample_ok != visible.sampled or visible.partner_items != visible.partner_expected \
             or set(statuses) != {"accrued"}:
         print("  ! not every sale is accrued and visible as expected: see above")

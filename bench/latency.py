@@ -48,6 +48,7 @@ from bench.support import (
     create_topic,
     default_database_url,
     environment,
+    machine,
     percentile,
     put_product,
     reclassified_data,
@@ -108,6 +109,7 @@ async def main(arguments: argparse.Namespace) -> None:
     async with environment("latency", ["incentives"], arguments.database_url) as env, \
             Publisher(env.bootstrap_servers) as publisher:
         print(f"latency: {rounds} rounds of change -> visible; {env.where()}")
+        print(f"  machine at the start: {machine()}")
         raw = await raw_round_trips(env, publisher, rounds)
 
         async with env.connect("incentives") as connection, service_app("incentives") as client:
@@ -150,6 +152,7 @@ async def main(arguments: argparse.Namespace) -> None:
     row("Partner Hub: reclassified -> new rebate in API", summary(hub))
     row("ratio Partner Hub / raw", f"p50 {percentile(hub, 0.5) / percentile(raw, 0.5):.1f}x   "
         f"p99 {percentile(hub, 0.99) / percentile(raw, 0.99):.1f}x")
+    print(f"  machine at the end: {machine()}")
 
 
 def parser() -> argparse.ArgumentParser:

@@ -52,6 +52,7 @@ from bench.support import (
     create_base_program,
     default_database_url,
     environment,
+    machine,
     max_rss_kib,
     mib,
     proc_status_kib,
@@ -105,6 +106,7 @@ async def main(arguments: argparse.Namespace) -> None:
             env.connect("incentives") as connection, \
             service_app("incentives") as client:
         print(f"recalc: one account holding {count:,} sales is reclassified; {env.where()}")
+        print(f"  machine at the start: {machine()}")
         headers = env.admin_headers()
         events = [await register_partner(publisher, partner),
                   await create_account(publisher, account, "commercial", partner)]
@@ -191,6 +193,7 @@ async def main(arguments: argparse.Namespace) -> None:
     row("peak RSS while it ran (VmHWM, reset before)", mib(peak) if peak_resettable else "n/a (no clear_refs)")
     row("peak RSS over the whole run (ru_maxrss)", mib(max_rss_kib()))
     print("  (the incentives service runs in this process; PostgreSQL and the broker are separate processes)")
+    print(f"  machine at the end: {machine()}")
     if completed_events != 1 or sample_ok != len(picks) or run_row["sales_changed"] != count:
         print("  ! the recalculation did not end as expected: see above")
         sys.exit(1)

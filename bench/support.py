@@ -139,7 +139,7 @@ async def environment(label: str, services: Sequence[str], database_url: str | N
         settings["PARTNERHUB_JWT_SECRET"] = os.environ.get("PARTNERHUB_JWT_SECRET") or secrets.token_hex(32)
         settings["PARTNERHUB_LOG_LEVEL"] = os.environ.get("PARTNERHUB_LOG_LEVEL", "WARNING")
         # A bench that is interrupted should not wait long for a drain.
-        settings["PARTNERHUB_DRAIN_TIMEOUT_SECONDS"] = os.environ.get("PARTNERHUB_DRAIN_TIMEOUT_SECONDS", "10")
+        settings["PARTNERHUB_DRAIN_TIMEOUT_SECONDS"] = os.environ.get("PARTNERHUB_DRAIN_TIMEOUT_SECONDS", "5")
         if broker is not None:
             settings["PARTNERHUB_KAFKA_IDEMPOTENCE"] = "false"  # Tansu has no idempotent producers
         env = Environment(admin_dsn, bootstrap, urls, root, broker is not None, postgres is not None)
@@ -370,23 +370,35 @@ async def checkpoint(connection: asyncpg.Connection) -> None:
         await connection.execute("CHECKPOINT")
 
 
+def machine() -> str:
+    """CPUs and load, printed with the figures: other work on the machine moves them (less so their ratios)."""
+    one, five, _ = os.getloadavg()
+    return f"{os.cpu_count()} CPUs, load average {one:.2f} (1 min) {five:.2f} (5 min)"
+
+
 def row(label: str, value: str) -> None:
     print(f"  {label:<46} {value}")
 
 
 def run(main: Coroutine[Any, Any, None]) -> None:
     """asyncio.run, with SIGTERM cancelling like Ctrl-C does, so the cleanup always runs."""
+    terminated = False
 
     async def guarded() -> None:
         task = asyncio.current_task()
         assert task is not None
-        loop = asyncio.get_running_loop()
+
+        def terminate() -> None:
+            nonlocal terminated
+            terminated = True
+            task.cancel()
+
         with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(signal.SIGTERM, task.cancel)
+            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, terminate)
         await main
 
     try:
         asyncio.run(guarded())
     except (KeyboardInterrupt, asyncio.CancelledError):
         print("interrupted: the databases, broker and PostgreSQL this bench started are gone", file=sys.stderr)
-        sys.exit(130)
+        sys.exit(128 + (signal.SIGTERM if terminated else signal.SIGINT))
