@@ -18,11 +18,15 @@ and 8 % on key accounts, so the sale's rebate is 50.00 or 80.00.
   new amount shows. Measured from handing the event to the producer (acks=all) to the first answer showing the
   new amount: the accounts service's own API and outbox relay are not in it.
 - Raw limit, each round: the same producer sends one message to a one-partition topic of the bench's own and a
-  plain aiokafka consumer (already assigned, at the end of the partition) receives it.
+  plain aiokafka consumer (already assigned, at the end of the partition) receives it with `getone`.
+  Also shown, not as the limit: the same round trip consumed the way the services' consumer runner consumes (a
+  consumer group on a topic of six partitions, `getmany(timeout_ms=200)`, default fetch settings), which shows
+  how much of Partner Hub's figure that way of fetching costs on this broker.
 
 Before every round the system is idle: the previous round's events are published and 100 ms have passed. The
-first two rounds of each kind warm up and are not counted. Prints p50, p90, p99 and max in ms for both, and the
-ratios (Partner Hub / raw) of p50 and p99.
+first two rounds of each kind warm up and are not counted. Prints p50, p90, p99 and max in ms, the ratios
+(Partner Hub / raw) of p50 and p99, and where Partner Hub's time goes (p50 of each step, from the inbox row's
+processed_at and the run's started_at / finished_at).
 """
 
 from __future__ import annotations
@@ -32,11 +36,16 @@ import asyncio
 import sys
 import time
 import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
 from functools import partial
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import asyncpg
+import httpx
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from bench.support import (
@@ -59,6 +68,7 @@ from bench.support import (
     wait_for_events_applied,
     wait_until,
 )
+from partnerhub.kafka import TOPICS
 
 SKU = "BENCH-SKU"
 PROGRAM = "BENCH-BASE"
@@ -78,28 +88,94 @@ def summary(latencies_ms: list[float]) -> str:
 
 
 async def raw_round_trips(env: Environment, publisher: Publisher, rounds: int) -> list[float]:
+    """The raw limit: one message produced (acks=all) and received by a bare consumer assigned to its partition
+    (`getone`, default fetch settings)."""
     topic = f"bench.roundtrip.{uuid.uuid4().hex[:8]}"
     await create_topic(env, topic)
     partition = TopicPartition(topic, 0)
     consumer = AIOKafkaConsumer(bootstrap_servers=env.bootstrap_servers, enable_auto_commit=False)
     await consumer.start()
-    latencies: list[float] = []
     try:
         consumer.assign([partition])
         await consumer.seek_to_end(partition)
         await consumer.position(partition)
-        for i in range(WARMUP + rounds):
-            await asyncio.sleep(IDLE_SECONDS)
-            value = f"round-{i}".encode()
-            started = time.perf_counter()
-            await publisher.producer.send_and_wait(topic, value, key=b"bench")
+
+        async def receive(value: bytes) -> None:
             while (await consumer.getone(partition)).value != value:
                 pass
-            if i >= WARMUP:
-                latencies.append((time.perf_counter() - started) * 1000)
+
+        return await round_trips(publisher, topic, receive, rounds)
     finally:
         await consumer.stop()
+
+
+async def runner_round_trips(env: Environment, publisher: Publisher, rounds: int) -> list[float]:
+    """The same round trip, consumed the way the services' consumer runner consumes: a consumer group on a topic
+    of as many partitions as accounts.accounts, `getmany(timeout_ms=200, max_records=500)`, default fetch
+    settings. Not the limit; it shows what that way of consuming costs on this broker."""
+    topic = f"bench.roundtrip.{uuid.uuid4().hex[:8]}"
+    await create_topic(env, topic, TOPICS["accounts.accounts"])
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=env.bootstrap_servers, enable_auto_commit=False,
+                                group_id=f"bench-{uuid.uuid4().hex[:8]}", auto_offset_reset="earliest")
+    await consumer.start()
+    try:
+        async def receive(value: bytes) -> None:
+            while True:
+                batches = await consumer.getmany(timeout_ms=200, max_records=500)
+                if any(m.value == value for messages in batches.values() for m in messages):
+                    return
+
+        await publisher.producer.send_and_wait(topic, b"joined", key=b"bench")
+        await asyncio.wait_for(receive(b"joined"), 60)
+        return await round_trips(publisher, topic, receive, rounds)
+    finally:
+        await consumer.stop()
+
+
+async def round_trips(publisher: Publisher, topic: str, receive: Callable[[bytes], Awaitable[None]],
+                      rounds: int) -> list[float]:
+    latencies: list[float] = []
+    for i in range(WARMUP + rounds):
+        await asyncio.sleep(IDLE_SECONDS)
+        value = f"round-{i}-{uuid.uuid4().hex[:6]}".encode()
+        started = time.perf_counter()
+        await publisher.producer.send_and_wait(topic, value, key=b"bench")
+        await asyncio.wait_for(receive(value), 60)
+        if i >= WARMUP:
+            latencies.append((time.perf_counter() - started) * 1000)
     return latencies
+
+
+@dataclass
+class Breakdown:
+    """Per round, in ms, from wall clocks on this machine: the inbox row's processed_at (the consumer's
+    transaction start) and the run's started_at / finished_at as GET /v1/recalculations shows them."""
+
+    to_consumer: list[float] = field(default_factory=list)
+    to_run: list[float] = field(default_factory=list)
+    run: list[float] = field(default_factory=list)
+    to_visible: list[float] = field(default_factory=list)
+
+
+async def breakdown(connection: asyncpg.Connection, client: httpx.AsyncClient, headers: dict[str, str],
+                    account: uuid.UUID, rounds: list[tuple[str, float, float]]) -> Breakdown:
+    consumed = {r["event_id"]: float(r["at"]) for r in await connection.fetch(
+        "SELECT event_id, extract(epoch FROM processed_at) AS at FROM inbox WHERE event_id = ANY($1::text[])",
+        [event_id for event_id, _, _ in rounds])}
+    response = await client.get("/v1/recalculations", params={"account_id": str(account), "limit": 500},
+                                headers=headers)
+    response.raise_for_status()
+    runs = {r["trigger_event_id"]: r for r in response.json()["items"]}
+    parts = Breakdown()
+    for event_id, published, visible in rounds:
+        run_ = runs[event_id]
+        started = datetime.fromisoformat(run_["started_at"]).timestamp()
+        finished = datetime.fromisoformat(run_["finished_at"]).timestamp()
+        parts.to_consumer.append((consumed[event_id] - published) * 1000)
+        parts.to_run.append((started - consumed[event_id]) * 1000)
+        parts.run.append((finished - started) * 1000)
+        parts.to_visible.append((visible - finished) * 1000)
+    return parts
 
 
 async def main(arguments: argparse.Namespace) -> None:
@@ -111,6 +187,7 @@ async def main(arguments: argparse.Namespace) -> None:
         print(f"latency: {rounds} rounds of change -> visible; {env.where()}")
         print(f"  machine at the start: {machine()}")
         raw = await raw_round_trips(env, publisher, rounds)
+        as_runner = await runner_round_trips(env, publisher, rounds)
 
         async with env.connect("incentives") as connection, service_app("incentives") as client:
             headers = env.admin_headers()
@@ -133,25 +210,34 @@ async def main(arguments: argparse.Namespace) -> None:
 
             await wait_until(partial(shows, REBATE["commercial"]), 60, 0.05, "the sale's first accrual")
             hub: list[float] = []
+            rounds_wall: list[tuple[str, float, float]] = []  # (event id, published, visible) in epoch seconds
             classification = "commercial"
             for i in range(WARMUP + rounds):
                 await wait_until(idle, 60, 0.01, "the outbox relay")
                 await asyncio.sleep(IDLE_SECONDS)
                 to = "key" if classification == "commercial" else "commercial"
                 data = reclassified_data(account, partner, classification, to, EFFECTIVE_FROM)
-                started = time.perf_counter()
-                await publisher.send("accounts.accounts", "account.reclassified", str(account), data)
+                started, wall = time.perf_counter(), time.time()
+                event_id = await publisher.send("accounts.accounts", "account.reclassified", str(account), data)
                 seen = await wait_until(partial(shows, REBATE[to]), 60, POLL_SECONDS,
                                         f"round {i}: the rebate becoming {REBATE[to]}")
                 classification = to
                 if i >= WARMUP:
                     hub.append((seen - started) * 1000)
+                    rounds_wall.append((event_id, wall, wall + seen - started))
+            parts = await breakdown(connection, client, headers, account, rounds_wall)
 
     print(f"  {'rounds':<46} {rounds:>12}")
     row("raw: produce -> consume of one message", summary(raw))
+    row("  same, fetched like the services' runner", summary(as_runner))
     row("Partner Hub: reclassified -> new rebate in API", summary(hub))
     row("ratio Partner Hub / raw", f"p50 {percentile(hub, 0.5) / percentile(raw, 0.5):.1f}x   "
         f"p99 {percentile(hub, 0.99) / percentile(raw, 0.99):.1f}x")
+    row("where it goes (p50): publish -> consumer tx", f"{percentile(parts.to_consumer, 0.5):7.1f} ms")
+    row("  consumer tx -> recalculation run started", f"{percentile(parts.to_run, 0.5):7.1f} ms")
+    row("  run started -> run finished", f"{percentile(parts.run, 0.5):7.1f} ms")
+    row("  run finished -> seen in the API", f"{percentile(parts.to_visible, 0.5):7.1f} ms  "
+        "(commit, and the ~5 ms poll)")
     print(f"  machine at the end: {machine()}")
 
 
