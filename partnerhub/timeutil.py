@@ -32,4 +32,5 @@ def parse_timestamp(raw: str) -> datetime:
 
 
 def period_of(value: datetime) -> str:
-    return to_utc(value).strftime("%Y-%m")
+    utc = to_utc(value)
+    return f"{utc.year:04d}-{utc.month:02d}"

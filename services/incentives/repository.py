@@ -59,16 +59,48 @@ def _item_view(row: Any) -> ItemView:
                     row.account_id, row.booked_at, row.sale_period)
 
 
+# Every timeline of some accounts, partners and skus as (kind, key, from, until, value) text rows, each
+# timeline in effective order.
+REPLICAS = """
+SELECT 'classification', account_id::text, effective_from, NULL::timestamptz, classification, id
+  FROM account_classifications WHERE account_id = ANY($1::uuid[])
+UNION ALL SELECT 'owner', account_id::text, effective_from, NULL, owner_partner_id::text, id
+  FROM account_owners WHERE account_id = ANY($1::uuid[])
+UNION ALL SELECT 'tier', partner_id::text, effective_from, NULL, tier, id
+  FROM partner_tiers WHERE partner_id = ANY($2::uuid[])
+UNION ALL SELECT 'status', partner_id::text, effective_from, NULL, status, id
+  FROM partner_statuses WHERE partner_id = ANY($2::uuid[])
+UNION ALL SELECT 'certification', partner_id::text, valid_from, valid_to, code, id
+  FROM partner_certifications WHERE partner_id = ANY($2::uuid[])
+UNION ALL SELECT 'eligibility', sku, effective_from, NULL, rebate_eligible::text, id
+  FROM product_eligibility WHERE sku = ANY($3::text[])
+UNION ALL SELECT 'category', sku, NULL, NULL, category, 0 FROM products WHERE sku = ANY($3::text[])
+ORDER BY 1, 2, 3, 6
+"""
+REPLICA_VALUES: dict[str, Any] = {
+    "classification": str, "tier": str, "status": str,
+    "owner": lambda value: uuid.UUID(value) if value is not None else None,
+    "eligibility": lambda value: value == "true",
+}
 ITEM_CHANGES_TABLE = (
     "CREATE TEMP TABLE IF NOT EXISTS item_changes (sale_id text, program_code text, partner_id uuid, "
     "base_amount numeric(18,2), rate numeric(12,6), amount numeric(18,2), currency text, status text, "
     "classification text, tier text, category text, detail text, sale_period text, revision int) "
     "ON COMMIT DELETE ROWS"
 )
-UPSERT_ITEMS = (
-    f"INSERT INTO accrual_items ({', '.join(ITEM_COLUMNS)}) SELECT {', '.join(ITEM_COLUMNS)} FROM item_changes "
+UPSERT_SET = (
     "ON CONFLICT (sale_id, program_code) DO UPDATE SET "
     + ", ".join(f"{c} = excluded.{c}" for c in ITEM_COLUMNS[2:]) + ", updated_at = now()"
+)
+FEW = 100
+UPSERT_FEW_ITEMS = (
+    f"INSERT INTO accrual_items ({', '.join(ITEM_COLUMNS)}) SELECT * FROM unnest($1::text[], $2::text[], "
+    "$3::uuid[], $4::numeric[], $5::numeric[], $6::numeric[], $7::text[], $8::text[], $9::text[], $10::text[], "
+    "$11::text[], $12::text[], $13::text[], $14::int[]) " + UPSERT_SET
+)
+UPSERT_ITEMS = (
+    f"INSERT INTO accrual_items ({', '.join(ITEM_COLUMNS)}) SELECT {', '.join(ITEM_COLUMNS)} FROM item_changes "
+    + UPSERT_SET
 )
 
 
@@ -76,15 +108,6 @@ def _sale(row: Any) -> Sale:
     return Sale(row["sale_id"], row["partner_id"], row["account_id"], row["sku"], row["amount"], row["currency"],
                 row["booked_at"], row["sale_period"], row["recorded_event_id"], row["cancelled_at"],
                 row["cancel_event_id"], row["status"], row["set_aside"])
-
-
-def _timelines(target: dict[Any, Timeline[Any]], rows: Iterable[Any]) -> None:
-    """Groups (key, effective_from, value) rows, ordered by key then effective order, into timelines."""
-    grouped: dict[Any, list[tuple[datetime, Any]]] = {}
-    for row in rows:
-        grouped.setdefault(row.key, []).append((row.effective_from, row.value))
-    for key, entries in grouped.items():
-        target[key] = Timeline(entries)
 
 
 @dataclass(frozen=True)
@@ -341,41 +364,30 @@ class IncentivesRepository:
         await self.session.execute(sa.text("CLOSE pricing_scope"))
 
     async def load_replicas(self, replicas: Replicas, sales: Iterable[Sale]) -> None:
-        """Adds the timelines of the accounts, partners and products of these sales not loaded yet."""
+        """Adds the timelines of the accounts, partners and products of these sales not loaded yet, in one
+        round trip (a small recalculation is mostly round trips)."""
         accounts, partners, skus = replicas.missing(sales)
-        if accounts:
-            ids = {"ids": list(accounts)}
-            for table, column, target in (("account_classifications", "classification", replicas.classifications),
-                                          ("account_owners", "owner_partner_id", replicas.owners)):
-                _timelines(target, await self.session.execute(sa.text(
-                    f"SELECT account_id AS key, effective_from, {column} AS value FROM {table} "
-                    "WHERE account_id = ANY(:ids) ORDER BY account_id, effective_from, id"
-                ), ids))
-        if partners:
-            ids = {"ids": list(partners)}
-            for table, column, target in (("partner_tiers", "tier", replicas.tiers),
-                                          ("partner_statuses", "status", replicas.statuses)):
-                _timelines(target, await self.session.execute(sa.text(
-                    f"SELECT partner_id AS key, effective_from, {column} AS value FROM {table} "
-                    "WHERE partner_id = ANY(:ids) ORDER BY partner_id, effective_from, id"
-                ), ids))
-            for row in await self.session.execute(sa.text(
-                "SELECT partner_id, code, valid_from, valid_to FROM partner_certifications "
-                "WHERE partner_id = ANY(:ids) ORDER BY partner_id, id"
-            ), ids):
-                replicas.certifications.setdefault(row.partner_id, []).append(
-                    Grant(row.code, row.valid_from, row.valid_to))
-        if skus:
-            eligibility: dict[Any, Timeline[Any]] = {}
-            _timelines(eligibility, await self.session.execute(sa.text(
-                "SELECT sku AS key, effective_from, rebate_eligible AS value FROM product_eligibility "
-                "WHERE sku = ANY(:skus) ORDER BY sku, effective_from, id"
-            ), {"skus": list(skus)}))
-            for row in await self.session.execute(sa.text(
-                "SELECT sku, category FROM products WHERE sku = ANY(:skus)"
-            ), {"skus": list(skus)}):
-                replicas.products[row.sku] = Product(
-                    row.category, eligibility.get(row.sku) or Timeline([(BEGINNING, False)]))
+        if not (accounts or partners or skus):
+            return
+        rows = await (await driver(self.session)).fetch(
+            REPLICAS, list(accounts), list(partners), list(skus))
+        timelines: dict[str, dict[Any, list[tuple[datetime, Any]]]] = {
+            kind: {} for kind in ("classification", "owner", "tier", "status", "eligibility")}
+        categories: dict[str, str] = {}
+        for kind, key, start, until, value, _ in rows:
+            if kind == "certification":
+                replicas.certifications.setdefault(uuid.UUID(key), []).append(Grant(value, start, until))
+            elif kind == "category":
+                categories[key] = value
+            else:
+                timelines[kind].setdefault(key, []).append((start, REPLICA_VALUES[kind](value)))
+        for kind, target in (("classification", replicas.classifications), ("owner", replicas.owners),
+                             ("tier", replicas.tiers), ("status", replicas.statuses)):
+            for key, entries in timelines[kind].items():
+                target[uuid.UUID(key)] = Timeline(entries)  # type: ignore[index]
+        for sku, category in categories.items():
+            eligibility = timelines["eligibility"].get(sku) or [(BEGINNING, False)]
+            replicas.products[sku] = Product(category, Timeline(eligibility))
 
     async def closed_through(self) -> str | None:
         return (await self.session.execute(sa.select(m.period_close.c.closed_through))).scalar()
@@ -396,7 +408,10 @@ class IncentivesRepository:
                     "DELETE FROM accrual_items a USING unnest($1::text[], $2::text[]) AS r(sale_id, code) "
                     "WHERE a.sale_id = r.sale_id AND a.program_code = r.code",
                     [r[0] for r in posting.removed], [r[1] for r in posting.removed])
-            if items:
+            if 0 < len(items) <= FEW:
+                # A few items (one account's small recalculation): one statement.
+                await conn.execute(UPSERT_FEW_ITEMS, *[list(column) for column in zip(*items, strict=True)])
+            elif items:
                 # COPY in, then one upsert: binary COPY encodes rows far cheaper than arrays of parameters.
                 await conn.execute(ITEM_CHANGES_TABLE)
                 await conn.copy_records_to_table("item_changes", records=items, columns=ITEM_COLUMNS)
