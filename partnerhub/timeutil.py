@@ -13,6 +13,8 @@ def utcnow() -> datetime:
 
 
 def to_utc(value: datetime) -> datetime:
+    if value.tzinfo is UTC:
+        return value
     if value.tzinfo is None:
         raise ValueError("timestamps must carry a time zone (RFC 3339, e.g. 2026-02-01T10:00:00Z)")
     return value.astimezone(UTC)

@@ -59,7 +59,8 @@ EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
 LATEST = datetime(2200, 1, 1, tzinfo=UTC)
 
 
-def _in_bounds(value: datetime) -> datetime:
+def _utc_in_bounds(value: datetime) -> datetime:
+    value = to_utc(value)
     if not EARLIEST <= value < LATEST:
         raise ValueError("a timestamp must lie between 1900-01-01T00:00:00Z and 2200-01-01T00:00:00Z")
     return value
@@ -93,8 +94,7 @@ def _country(value: object) -> str:
 UtcDatetime = Annotated[
     datetime,
     BeforeValidator(_rfc3339),
-    AfterValidator(to_utc),
-    AfterValidator(_in_bounds),
+    AfterValidator(_utc_in_bounds),
     PlainSerializer(isoformat, return_type=str),
 ]
 # A stored moment on its way out: never refused (a row may predate the bounds), always RFC 3339 UTC.

@@ -48,10 +48,15 @@ class EntryKind(StrEnum):
     DISPUTE_SETTLEMENT = "dispute_settlement"
 
 
+# Module-level copies: reading an enum member off its class goes through a descriptor, on every sale.
+_ORIGINAL, _ADJUSTMENT = EntryKind.ORIGINAL, EntryKind.ADJUSTMENT
+_UNPRICED, _NOT_ELIGIBLE, _CHANNEL_CONFLICT = SaleStatus.UNPRICED, SaleStatus.NOT_ELIGIBLE, SaleStatus.CHANNEL_CONFLICT
+_ON_HOLD, _ACCRUED, _CANCELLED = SaleStatus.ON_HOLD, SaleStatus.ACCRUED, SaleStatus.CANCELLED
 RECEIVED = "received"
 NO_PROGRAM = "no_program"
 # A (sale, program) that no longer applies but has ledger entries: kept so its revisions continue.
 WITHDRAWN = "withdrawn"
+_WITHDRAWN = WITHDRAWN
 ON_HOLD_STATUSES = frozenset({"suspended", "terminated"})
 NO_CERTIFICATIONS: frozenset[str] = frozenset()
 
@@ -130,7 +135,8 @@ class Timeline(Generic[T]):
         self.values = [value for _, value in ordered]
 
     def at(self, moment: datetime) -> T:
-        return self.values[max(bisect_right(self.starts, moment), 1) - 1]
+        index = bisect_right(self.starts, moment)
+        return self.values[index - 1 if index else 0]
 
 
 @dataclass(frozen=True)
@@ -264,25 +270,25 @@ class Pricing:
 
     @property
     def eligible(self) -> bool:
-        return self.status is SaleStatus.ACCRUED
+        return self.status is _ACCRUED
 
 
 def sale_status(facts: SaleFacts) -> SaleStatus:
     if facts.sale.cancelled:
-        return SaleStatus.CANCELLED
+        return _CANCELLED
     if not (facts.product_known and facts.account_known and facts.partner_known):
-        return SaleStatus.UNPRICED
+        return _UNPRICED
     if not facts.rebate_eligible:
-        return SaleStatus.NOT_ELIGIBLE
+        return _NOT_ELIGIBLE
     if facts.owner_partner_id is not None and facts.owner_partner_id != facts.sale.partner_id:
-        return SaleStatus.CHANNEL_CONFLICT
+        return _CHANNEL_CONFLICT
     if facts.partner_status in ON_HOLD_STATUSES:
-        return SaleStatus.ON_HOLD
-    return SaleStatus.ACCRUED
+        return _ON_HOLD
+    return _ACCRUED
 
 
 def _detail(facts: SaleFacts, status: SaleStatus) -> str | None:
-    if status is SaleStatus.UNPRICED:
+    if status is _UNPRICED:
         missing = []
         if not facts.product_known:
             missing.append(f"product {facts.sale.sku}")
@@ -291,9 +297,9 @@ def _detail(facts: SaleFacts, status: SaleStatus) -> str | None:
         if not facts.partner_known:
             missing.append(f"partner {facts.sale.partner_id}")
         return " and ".join(missing)
-    if status is SaleStatus.CHANNEL_CONFLICT:
+    if status is _CHANNEL_CONFLICT:
         return str(facts.owner_partner_id)
-    if status is SaleStatus.ON_HOLD:
+    if status is _ON_HOLD:
         return facts.partner_status
     return None
 
@@ -346,10 +352,10 @@ class Pricer:
         """Prices one sale under every program valid at its booked_at; programs stack."""
         status = sale_status(facts)
         amount = facts.sale.amount
-        if status is SaleStatus.UNPRICED:
+        if status is _UNPRICED:
             return Pricing(facts, status, (Item(None, None, ZERO, status.value),), (), _detail(facts, status))
         rebates, bips = self._match(facts)
-        accrued = status is SaleStatus.ACCRUED
+        accrued = status is _ACCRUED
         items = []
         for code, rate in rebates:
             value = round_money(rate * amount) if accrued else ZERO
@@ -511,7 +517,8 @@ BipKey = tuple[uuid.UUID, str, str, str]  # partner, program, month, currency
 class Posting:
     """What pricing some sales means for the books: new items, ledger entries, sale statuses and events."""
 
-    items: list[ItemRow] = field(default_factory=list)  # to insert, or to update where the item exists
+    items: list[ItemRow] = field(default_factory=list)  # new (sale, program) items
+    updated: list[ItemRow] = field(default_factory=list)  # items that exist and moved
     removed: list[tuple[str, str]] = field(default_factory=list)  # (sale, program) items that no longer exist
     entries: list[Entry] = field(default_factory=list)
     statuses: dict[str, str] = field(default_factory=dict)  # sales whose own status moved
@@ -528,6 +535,7 @@ class Posting:
 
     def merge(self, other: Posting) -> None:
         self.items += other.items
+        self.updated += other.updated
         self.removed += other.removed
         self.entries += other.entries
         self.statuses.update(other.statuses)
@@ -598,7 +606,7 @@ def _post_sale(
                 revision = 1
                 posting.entries.append(Entry(
                     sale.partner_id, sale.account_id, sale.sale_id, item.program_code, item.amount, sale.currency,
-                    EntryKind.ORIGINAL, 1, why, post_into, sale.sale_period,
+                    _ORIGINAL, 1, why, post_into, sale.sale_period,
                 ))
                 posting.add_delta(sale.currency, item.amount)
             posting.items.append(_item_row(pricing, item.program_code or "", item, revision))
@@ -625,46 +633,62 @@ def _post_change(posting: Posting, pricing: Pricing, held: Mapping[str, Position
     """A sale priced before: each (sale, program) whose amount moved gets the difference as its next revision;
     one that no longer applies is reversed and kept, withdrawn, so its revisions go on counting."""
     sale = pricing.facts.sale
-    original = all(position.revision == 0 for position in held.values())
-    new = {item.program_code or "": item for item in pricing.items}
-    changed = any(code not in new for code, position in held.items() if position.status != WITHDRAWN) or any(
-        (position := held.get(code)) is None or position.status == WITHDRAWN
-        or position.amount != item.amount or position.status != item.status
-        for code, item in new.items()
-    )
-
-    def revision_after(code: str, amount: Decimal) -> int:
+    kind = _ORIGINAL if all(position.revision == 0 for position in held.values()) else _ADJUSTMENT
+    changed = False
+    seen = set()
+    for item in pricing.items:
+        code = item.program_code or ""
+        seen.add(code)
         position = held.get(code)
         revision = position.revision if position is not None else 0
-        difference = amount - (position.amount if position is not None else ZERO)
+        if position is None:
+            changed = True
+            difference = item.amount
+        else:
+            difference = item.amount - position.amount
+            changed = changed or difference != 0 or position.status != item.status
         if difference:
             revision += 1
             posting.entries.append(Entry(
-                sale.partner_id, sale.account_id, sale.sale_id, code or None, difference, sale.currency,
-                EntryKind.ORIGINAL if original else EntryKind.ADJUSTMENT, revision, why, post_into,
-                sale.sale_period,
+                sale.partner_id, sale.account_id, sale.sale_id, item.program_code, difference, sale.currency, kind,
+                revision, why, post_into, sale.sale_period,
             ))
             posting.add_delta(sale.currency, difference)
-        return revision
-
-    def keep(row: ItemRow) -> None:
-        position = held.get(row.program_code)
-        if position is None or position.shown is None or (position.amount, position.status, position.revision) != (
-            row.amount, row.status, row.revision
-        ) or position.shown != (row.rate, row.classification, row.tier, row.category, row.detail):
+        row = _item_row(pricing, code, item, revision)
+        if position is None:
             posting.items.append(row)
-
-    for code, item in new.items():
-        keep(_item_row(pricing, code, item, revision_after(code, item.amount)))
-    for code in held.keys() - new.keys():
-        revision = revision_after(code, ZERO)
+        elif _moved(position, row):
+            posting.updated.append(row)
+    for code, position in held.items():
+        if code in seen:
+            continue
+        if position.status == _WITHDRAWN:
+            continue  # already reversed and kept; nothing moves
+        changed = True
+        revision = position.revision
+        if position.amount:
+            revision += 1
+            posting.entries.append(Entry(
+                sale.partner_id, sale.account_id, sale.sale_id, code or None, -position.amount, sale.currency,
+                kind, revision, why, post_into, sale.sale_period,
+            ))
+            posting.add_delta(sale.currency, -position.amount)
         if revision:
-            keep(_item_row(pricing, code, Item(code, None, ZERO, WITHDRAWN), revision))
+            row = _item_row(pricing, code, Item(code, None, ZERO, WITHDRAWN), revision)
+            if _moved(position, row):
+                posting.updated.append(row)
         else:
             posting.removed.append((sale.sale_id, code))
     if changed:
         posting.changed += 1
         posting.events.append(accrual_event(pricing, "accrual.adjusted", why))
+
+
+def _moved(position: Position, row: ItemRow) -> bool:
+    """Whether the stored item differs from the new one in anything it shows or counts."""
+    return position.shown is None or position.amount != row.amount or (
+        position.status != row.status) or position.revision != row.revision or position.shown != (
+        row.rate, row.classification, row.tier, row.category, row.detail)
 
 
 # --- business incentive programs ----------------------------------------------------------------

@@ -122,6 +122,7 @@ sales = sa.Table(
     sa.Index("sales_booked", "booked_at"),
     sa.Index("sales_received", "recorded_at", "sale_id",
              postgresql_where=sa.text("status = 'received' AND pricing_error IS NULL")),
+    postgresql_with={"fillfactor": 90},
 )
 
 # A cancellation that arrives before its sale waits here.
@@ -159,6 +160,7 @@ accrual_items = sa.Table(
     sa.Column("revision", sa.Integer, nullable=False, server_default="0"),
     sa.Column("updated_at", TS, nullable=False, server_default=sa.func.now()),
     sa.Index("accrual_items_partner", "partner_id", "sale_period", "sale_id"),
+    postgresql_with={"fillfactor": 75},  # room to reprice an item in place (a heap-only update)
 )
 
 ledger = sa.Table(

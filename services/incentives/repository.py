@@ -22,6 +22,7 @@ from services.incentives.domain import (
     BipOutcome,
     Entry,
     Grant,
+    ItemRow,
     ItemView,
     Position,
     Posting,
@@ -88,20 +89,23 @@ ITEM_CHANGES_TABLE = (
     "classification text, tier text, category text, detail text, sale_period text, revision int) "
     "ON COMMIT DELETE ROWS"
 )
-UPSERT_SET = (
-    "ON CONFLICT (sale_id, program_code) DO UPDATE SET "
-    + ", ".join(f"{c} = excluded.{c}" for c in ITEM_COLUMNS[2:]) + ", updated_at = now()"
-)
+ITEM_SET = ", ".join(f"{c} = u.{c}" for c in ITEM_COLUMNS[2:]) + ", updated_at = now()"
 FEW = 100
-UPSERT_FEW_ITEMS = (
-    f"INSERT INTO accrual_items ({', '.join(ITEM_COLUMNS)}) SELECT * FROM unnest($1::text[], $2::text[], "
-    "$3::uuid[], $4::numeric[], $5::numeric[], $6::numeric[], $7::text[], $8::text[], $9::text[], $10::text[], "
-    "$11::text[], $12::text[], $13::text[], $14::int[]) " + UPSERT_SET
+UPDATE_FEW_ITEMS = (
+    f"UPDATE accrual_items a SET {ITEM_SET} FROM unnest($1::text[], $2::text[], $3::uuid[], $4::numeric[], "
+    "$5::numeric[], $6::numeric[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], "
+    f"$13::text[], $14::int[]) AS u({', '.join(ITEM_COLUMNS)}) "
+    "WHERE a.sale_id = u.sale_id AND a.program_code = u.program_code"
 )
-UPSERT_ITEMS = (
-    f"INSERT INTO accrual_items ({', '.join(ITEM_COLUMNS)}) SELECT {', '.join(ITEM_COLUMNS)} FROM item_changes "
-    + UPSERT_SET
+UPDATE_ITEMS = (
+    f"UPDATE accrual_items a SET {ITEM_SET} FROM item_changes u "
+    "WHERE a.sale_id = u.sale_id AND a.program_code = u.program_code"
 )
+
+
+def _item_records(items: Sequence[ItemRow]) -> list[tuple[Any, ...]]:
+    return [(i.sale_id, i.program_code, i.partner_id, i.base_amount, i.rate, i.amount, i.currency, i.status,
+             i.classification, i.tier, i.category, i.detail, i.sale_period, i.revision) for i in items]
 
 
 def _sale(row: Any) -> Sale:
@@ -144,6 +148,7 @@ class SaleScope:
 class IncentivesRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
+        self.item_changes_analyzed = False
 
     async def execute(self, statement: Any, params: Any = None) -> sa.Result[Any]:
         return await self.session.execute(statement, params)
@@ -395,28 +400,31 @@ class IncentivesRepository:
     # --- pricing: bulk save ---------------------------------------------------------------
     async def save_posting(self, posting: Posting, sales: Sequence[Sale], run_id: uuid.UUID | None,
                            replace: bool, bip: bool) -> None:
-        """Writes what a posting changed: items (COPY for sales new here, else upserted), the ledger entries,
+        """Writes what a posting changed: items (new ones by COPY, moved ones updated), the ledger entries,
         the sales' statuses and BIP contributions; a few statements whatever the number of sales."""
         conn = await driver(self.session)
-        items = [(i.sale_id, i.program_code, i.partner_id, i.base_amount, i.rate, i.amount, i.currency, i.status,
-                  i.classification, i.tier, i.category, i.detail, i.sale_period, i.revision) for i in posting.items]
-        if not replace:
-            await copy_rows(self.session, "accrual_items", ITEM_COLUMNS, items)
-        else:
-            if posting.removed:
-                await conn.execute(
-                    "DELETE FROM accrual_items a USING unnest($1::text[], $2::text[]) AS r(sale_id, code) "
-                    "WHERE a.sale_id = r.sale_id AND a.program_code = r.code",
-                    [r[0] for r in posting.removed], [r[1] for r in posting.removed])
-            if 0 < len(items) <= FEW:
-                # A few items (one account's small recalculation): one statement.
-                await conn.execute(UPSERT_FEW_ITEMS, *[list(column) for column in zip(*items, strict=True)])
-            elif items:
-                # COPY in, then one upsert: binary COPY encodes rows far cheaper than arrays of parameters.
-                await conn.execute(ITEM_CHANGES_TABLE)
-                await conn.copy_records_to_table("item_changes", records=items, columns=ITEM_COLUMNS)
-                await conn.execute(UPSERT_ITEMS)
-                await conn.execute("TRUNCATE item_changes")
+        if replace and posting.removed:
+            await conn.execute(
+                "DELETE FROM accrual_items a USING unnest($1::text[], $2::text[]) AS r(sale_id, code) "
+                "WHERE a.sale_id = r.sale_id AND a.program_code = r.code",
+                [r[0] for r in posting.removed], [r[1] for r in posting.removed])
+        # Items new to their (sale, program) go in with COPY: the sales' row locks keep any other pass out.
+        await copy_rows(self.session, "accrual_items", ITEM_COLUMNS, _item_records(posting.items))
+        updated = _item_records(posting.updated)
+        if 0 < len(updated) <= FEW:
+            # A few items (one account's small recalculation): one statement.
+            await conn.execute(UPDATE_FEW_ITEMS, *[list(column) for column in zip(*updated, strict=True)])
+        elif updated:
+            # COPY in, then one join: binary COPY encodes rows far cheaper than arrays of parameters.
+            await conn.execute(ITEM_CHANGES_TABLE)
+            await conn.copy_records_to_table("item_changes", records=updated, columns=ITEM_COLUMNS)
+            if not self.item_changes_analyzed:
+                # Without statistics the planner would scan every item per chunk instead of looking each one
+                # up; the first chunk's serve the others (the table is refilled with as many rows each time).
+                await conn.execute("ANALYZE item_changes")
+                self.item_changes_analyzed = True
+            await conn.execute(UPDATE_ITEMS)
+            await conn.execute("TRUNCATE item_changes")
         await self.append_entries(posting.entries, run_id)
         if replace and posting.statuses:
             await conn.execute(

@@ -108,7 +108,7 @@ def test_an_item_that_stops_applying_is_reversed_and_keeps_counting_its_revision
     held = {"S-1": {"BASE": Position(Decimal("50.00"), "accrued", 1)}}
     gone = post_sales(priced(replicas("smb"), sale(status="accrued")), held, OPEN, cause_of("c"))
     assert [(e.program_code, e.amount, e.revision) for e in gone.entries] == [("BASE", Decimal("-50.00"), 2)]
-    assert sorted((i.program_code, i.status, i.revision) for i in gone.items) == [
+    assert sorted((i.program_code, i.status, i.revision) for i in gone.items + gone.updated) == [
         ("", "no_program", 0), ("BASE", "withdrawn", 2)]
     back_held = {"S-1": {"": Position(Decimal("0.00"), "no_program", 0),
                          "BASE": Position(Decimal("0.00"), "withdrawn", 2)}}
