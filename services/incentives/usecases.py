@@ -41,7 +41,7 @@ from services.incentives.domain import (
 from services.incentives.repository import LOCK_PROGRAMS, IncentivesRepository, SaleScope
 from services.incentives.schemas import ProductIn, ProgramIn, SaleIn
 
-PRICING_BATCH = 1000
+PRICING_BATCH = 5000
 # A recalculation streams its sales in chunks of this many: memory stays bounded however many it touches.
 CHUNK = 5000
 # Pricing yields to the event loop after this many sales, so a chunk's writes go on meanwhile.
