@@ -120,12 +120,13 @@ async def environment(label: str, services: Sequence[str], database_url: str | N
         if database_url:
             admin_dsn = server_dsn(database_url, "postgres")
         else:
-            postgres = await asyncio.to_thread(EmbeddedPostgres(root / "pg").start)
+            postgres = EmbeddedPostgres(root / "pg").start()
             admin_dsn = postgres.url("postgres", "postgresql")
         bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
         if not bootstrap:
             broker = TansuBroker(log_path=root / "broker.log")
-            bootstrap = await asyncio.to_thread(broker.start)
+            # From this thread: the broker is bound to die with the thread that started it.
+            bootstrap = broker.start()
         await ensure_topics(bootstrap, all_topics())
         await create_databases(admin_dsn, list(names.values()))
         urls = {
