@@ -51,7 +51,7 @@ class Settings(BaseSettings):
     consumer_batch_size: int = 2000
     # How long a fetch may wait for new messages. Tansu answers a waiting fetch only when this runs out (Kafka
     # answers as soon as data arrives), so it bounds how soon an event is seen; shorter costs more requests.
-    consumer_fetch_wait_ms: int = 50
+    consumer_fetch_wait_ms: int = 25
     drain_timeout_seconds: float = 30.0
     # How often periodic sweeps (certification expiry, preregistration expiry, ...) run.
     sweep_interval_seconds: float = 60.0
