@@ -3,8 +3,8 @@
     .venv/bin/python bench/funds_follow.py [--events 100000] [--partners 2000]
 
 Starts Tansu and an embedded PostgreSQL (or uses KAFKA_BOOTSTRAP_SERVERS / --database-url), migrates a
-funds database with a couple of USD accrual funds, publishes N `accrual.recorded` events (one sale each,
-keyed by partner) to `incentives.accruals`, and measures, in one run:
+funds database (dropped at the end, Ctrl-C included) with a couple of USD accrual funds, publishes N
+`accrual.recorded` events (one sale each, keyed by partner) to `incentives.accruals`, and measures, in one run:
 - raw limit: a plain aiokafka consumer doing getmany + json.loads + one asyncpg COPY per batch into a
   table shaped like funds' sales replica (what following the topic costs at the very least);
 - Partner Hub: the funds service (its app's lifespan, in process) from start until every event is applied
@@ -17,11 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import secrets
-import shutil
 import sys
-import tempfile
 import time
 import uuid
 from collections import defaultdict
@@ -37,12 +33,10 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.support import add_database_url, environment, run
 from partnerhub.config import get_settings
 from partnerhub.db import Database, asyncpg_dsn
-from partnerhub.embedded import EmbeddedPostgres, TansuBroker, create_databases, drop_databases
 from partnerhub.events import OutgoingEvent, dumps
-from partnerhub.kafka import all_topics, ensure_topics
-from partnerhub.migrations import upgrade
 from partnerhub.money import round_money
 from services.funds import usecases
 from services.funds.schemas import FundIn
@@ -237,68 +231,49 @@ async def check_earned(db: Database, count: int, expected: dict[str, Decimal]) -
 
 
 async def main(count: int, partners: int, database_url: str | None) -> int:
-    tmp = tempfile.mkdtemp(prefix="phf", dir="/tmp")
-    postgres = broker = None
-    if database_url is None:
-        postgres = EmbeddedPostgres(Path(tmp) / "pg").start()
-        admin = postgres.url("postgres", "postgresql")
-    else:
-        admin = database_url.replace("postgresql+asyncpg://", "postgresql://", 1)
-    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-    if bootstrap is None:
-        broker = TansuBroker()
-        bootstrap = broker.start()
-    name = f"ph_follow_{secrets.token_hex(3)}"
-    await create_databases(admin, [name])
-    head, _, query = admin.partition("?")
-    url = head.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1) + f"/{name}"
-    url += f"?{query}" if query else ""
-    os.environ.update({"PARTNERHUB_FUNDS_DATABASE_URL": url, "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-                       "PARTNERHUB_KAFKA_IDEMPOTENCE": "false", "PARTNERHUB_LOG_LEVEL": "WARNING"})
-    get_settings.cache_clear()
-    batch = get_settings().consumer_batch_size
-    db = Database(url, "funds")
-    try:
-        await ensure_topics(bootstrap, all_topics())
-        await asyncio.to_thread(upgrade, "funds", url)
-        await seed(db)
-        print(f"publishing {count:,} accrual.recorded events for {partners:,} partners…", flush=True)
-        published = await publish(bootstrap, count, partners)
-        produced = published.seconds
-        print("raw limit: getmany + json.loads + COPY…", flush=True)
-        raw, raw_cpu = await raw_follow(bootstrap, url, count, batch)
-        print("funds service following incentives.accruals…", flush=True)
-        total, steady, cpu = await follow(db, published.last)
-        problems = await check_earned(db, count, published.earned)
+    # The service's producers without idempotence on any broker, like this bench's own publisher.
+    async with environment("follow", ["funds"], database_url, {"PARTNERHUB_KAFKA_IDEMPOTENCE": "false"}) as env:
+        url = env.database_urls["funds"]
+        batch = get_settings().consumer_batch_size
+        db = Database(url, "funds")
+        try:
+            await seed(db)
+            print(f"publishing {count:,} accrual.recorded events for {partners:,} partners…", flush=True)
+            published = await publish(env.bootstrap_servers, count, partners)
+            produced = published.seconds
+            print("raw limit: getmany + json.loads + COPY…", flush=True)
+            raw, raw_cpu = await raw_follow(env.bootstrap_servers, url, count, batch)
+            print("funds service following incentives.accruals…", flush=True)
+            total, steady, cpu = await follow(db, published.last)
+            problems = await check_earned(db, count, published.earned)
 
-        print(f"events:                                       {count:>9,}")
-        print(f"publish (acks=all):                           {produced:8.2f} s  {count / produced:10,.0f} /s")
-        print(f"raw limit (getmany + json.loads + COPY):      {raw:8.2f} s  {count / raw:10,.0f} /s")
-        print(f"funds, from start (group join included):      {total:8.2f} s  {count / total:10,.0f} /s")
-        print(f"funds, from the first event applied:          {steady:8.2f} s  {count / steady:10,.0f} /s")
-        # On a shared machine wall time alone misleads; PostgreSQL's own CPU is not counted in either.
-        print(f"this process's CPU, raw limit:                {raw_cpu:8.2f} s  {1e6 * raw_cpu / count:7,.0f} us/event")
-        print(f"this process's CPU, funds:                    {cpu:8.2f} s  {1e6 * cpu / count:7,.0f} us/event")
-        print(f"ratio funds / raw limit: {total / raw:.1f}x from start, {steady / raw:.1f}x from the first event")
-        if problems:
-            print("EARNED BALANCES WRONG: " + "; ".join(problems))
-            return 1
-        print("earned balances and ledger: equal to the figures computed while publishing")
-        return 0
-    finally:
-        await db.dispose()
-        await drop_databases(admin, [name])
-        if broker is not None:
-            broker.stop()
-        if postgres is not None:
-            postgres.stop()
-        shutil.rmtree(tmp, ignore_errors=True)
+            print(f"events:                                       {count:>9,}")
+            print(f"publish (acks=all):                           {produced:8.2f} s  {count / produced:10,.0f} /s")
+            print(f"raw limit (getmany + json.loads + COPY):      {raw:8.2f} s  {count / raw:10,.0f} /s")
+            print(f"funds, from start (group join included):      {total:8.2f} s  {count / total:10,.0f} /s")
+            print(f"funds, from the first event applied:          {steady:8.2f} s  {count / steady:10,.0f} /s")
+            # On a shared machine wall time alone misleads; PostgreSQL's own CPU is not counted in either.
+            print(f"this process's CPU, raw limit:                {raw_cpu:8.2f} s  "
+                  f"{1e6 * raw_cpu / count:7,.0f} us/event")
+            print(f"this process's CPU, funds:                    {cpu:8.2f} s  {1e6 * cpu / count:7,.0f} us/event")
+            print(f"ratio funds / raw limit: {total / raw:.1f}x from start, {steady / raw:.1f}x from the first event")
+            if problems:
+                print("EARNED BALANCES WRONG: " + "; ".join(problems))
+                return 1
+            print("earned balances and ledger: equal to the figures computed while publishing")
+            return 0
+        finally:
+            await db.dispose()
 
 
-if __name__ == "__main__":
+def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--partners", type=int, default=2000)
-    parser.add_argument("--database-url", default=os.environ.get("PARTNERHUB_TEST_DATABASE_URL"))
-    arguments = parser.parse_args()
-    sys.exit(asyncio.run(main(arguments.events, arguments.partners, arguments.database_url)))
+    add_database_url(parser)
+    return parser
+
+
+if __name__ == "__main__":
+    arguments = parser().parse_args()
+    sys.exit(run(main(arguments.events, arguments.partners, arguments.database_url)))

@@ -3,8 +3,9 @@
     .venv/bin/python bench/relay.py [--events 100000] [--partners 4000]
 
 Starts Tansu and an embedded PostgreSQL (or uses KAFKA_BOOTSTRAP_SERVERS / --database-url), migrates an
-incentives database (it holds the shared `outbox` table) and measures, with N `accrual.adjusted` CloudEvents
-of a recalculation's size and shape keyed by partner id on `incentives.accruals`:
+incentives database (it holds the shared `outbox` table; dropped at the end, Ctrl-C included) and measures,
+with N `accrual.adjusted` CloudEvents of a recalculation's size and shape keyed by partner id on
+`incentives.accruals`:
 - raw limit: one AIOKafkaProducer (acks=all, idempotence off, the project's linger and batch size) sending
   the N prebuilt payloads one send() each and awaiting every acknowledgement;
 - Partner Hub: the N rows COPYed into the outbox in one committed transaction, then an OutboxRelay with the
@@ -18,9 +19,7 @@ import asyncio
 import json
 import os
 import secrets
-import shutil
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Sequence
@@ -33,18 +32,10 @@ from aiokafka import AIOKafkaProducer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.support import add_database_url, environment, outbox_drained, run
 from partnerhub.config import Settings, get_settings
-from partnerhub.db import asyncpg_dsn
-from partnerhub.embedded import EmbeddedPostgres, TansuBroker, create_databases, drop_databases
 from partnerhub.events import OutgoingEvent
-from partnerhub.kafka import (
-    PRODUCER_LINGER_MS,
-    PRODUCER_MAX_BATCH_BYTES,
-    all_topics,
-    ensure_topics,
-    make_producer,
-)
-from partnerhub.migrations import upgrade
+from partnerhub.kafka import PRODUCER_LINGER_MS, PRODUCER_MAX_BATCH_BYTES, make_producer
 from partnerhub.relay import OutboxRelay
 
 TOPIC = "incentives.accruals"
@@ -120,8 +111,7 @@ async def relay_publish(dsn: str, url: str, settings: Settings, count: int) -> f
     try:
         started = time.perf_counter()
         task = asyncio.create_task(relay.run())
-        # An existence check on the unpublished index: a count would read every row and slow the relay down.
-        while await watcher.fetchval("SELECT EXISTS (SELECT FROM outbox WHERE published_at IS NULL)"):
+        while not await outbox_drained(watcher):
             if task.done():
                 task.result()
                 raise RuntimeError("the relay stopped before publishing everything")
@@ -139,35 +129,17 @@ async def relay_publish(dsn: str, url: str, settings: Settings, count: int) -> f
 
 
 async def main(count: int, partners: int, database_url: str | None) -> None:
-    tmp = tempfile.mkdtemp(prefix="phr", dir="/tmp")
-    postgres = broker = None
-    if database_url is None:
-        postgres = EmbeddedPostgres(Path(tmp) / "pg").start()
-        admin = postgres.url("postgres", "postgresql")
-    else:
-        admin = database_url.replace("postgresql+asyncpg://", "postgresql://", 1)
-    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-    if bootstrap is None:
-        broker = TansuBroker()
-        bootstrap = broker.start()
-    name = f"ph_relay_{secrets.token_hex(3)}"
-    await create_databases(admin, [name])
-    head, _, query = admin.partition("?")
-    url = head.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1) + f"/{name}"
-    url += f"?{query}" if query else ""
-    try:
-        await ensure_topics(bootstrap, all_topics())
-        await asyncio.to_thread(upgrade, "incentives", url)
-        os.environ.update({"PARTNERHUB_INCENTIVES_DATABASE_URL": url, "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-                           "PARTNERHUB_KAFKA_IDEMPOTENCE": "false", "PARTNERHUB_LOG_LEVEL": "WARNING"})
-        get_settings.cache_clear()
+    # The relay's producer without idempotence on any broker, like the raw producer it is compared with.
+    async with environment("relay", ["incentives"], database_url,
+                           {"PARTNERHUB_KAFKA_IDEMPOTENCE": "false"}) as env:
+        url, dsn = env.database_urls["incentives"], env.dsn("incentives")
         settings = get_settings()
         events = recalculation_events(count, partners)
         sizes = sorted(len(event.payload) for event in events)
 
-        raw = await raw_produce(bootstrap, events)
-        await fill_outbox(asyncpg_dsn(url), events)
-        relayed = await relay_publish(asyncpg_dsn(url), url, settings, count)
+        raw = await raw_produce(env.bootstrap_servers, events)
+        await fill_outbox(dsn, events)
+        relayed = await relay_publish(dsn, url, settings, count)
 
         print(f"events:                                {count:>8,}  ({partners:,} partner keys, "
               f"payload {sizes[0]}-{sizes[-1]} bytes, {TOPIC})")
@@ -175,19 +147,16 @@ async def main(count: int, partners: int, database_url: str | None) -> None:
         print(f"Partner Hub outbox relay (acks=all):   {relayed:8.2f} s  {count / relayed:10,.0f} /s")
         print(f"relay / raw throughput: {raw / relayed:.2f}   "
               f"(load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores: both share the machine)")
-    finally:
-        await drop_databases(admin, [name])
-        if broker is not None:
-            broker.stop()
-        if postgres is not None:
-            postgres.stop()
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
-if __name__ == "__main__":
+def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--partners", type=int, default=4000)
-    parser.add_argument("--database-url", default=os.environ.get("PARTNERHUB_TEST_DATABASE_URL"))
-    arguments = parser.parse_args()
-    asyncio.run(main(arguments.events, arguments.partners, arguments.database_url))
+    add_database_url(parser)
+    return parser
+
+
+if __name__ == "__main__":
+    arguments = parser().parse_args()
+    run(main(arguments.events, arguments.partners, arguments.database_url))

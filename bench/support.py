@@ -14,6 +14,7 @@ stops what it started.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import importlib
@@ -26,11 +27,11 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 import httpx
@@ -45,6 +46,7 @@ from partnerhub.migrations import upgrade
 
 CLOUDEVENTS_JSON = [("content-type", b"application/cloudevents+json")]
 CENT = Decimal("0.01")
+T = TypeVar("T")
 
 
 def server_dsn(url: str, database: str) -> str:
@@ -57,6 +59,13 @@ def server_dsn(url: str, database: str) -> str:
 
 def default_database_url() -> str | None:
     return os.environ.get("PARTNERHUB_TEST_DATABASE_URL") or None
+
+
+def add_database_url(parser: argparse.ArgumentParser) -> None:
+    """--database-url, as every bench takes it."""
+    parser.add_argument("--database-url", default=default_database_url(),
+                        help="a PostgreSQL server to use (default: env PARTNERHUB_TEST_DATABASE_URL, "
+                             "else an embedded one)")
 
 
 @dataclass
@@ -109,8 +118,10 @@ def _environ(values: dict[str, str]) -> Iterator[None]:
 
 
 @contextlib.asynccontextmanager
-async def environment(label: str, services: Sequence[str], database_url: str | None) -> AsyncIterator[Environment]:
-    """Broker, PostgreSQL and a migrated database per service; everything it started is gone afterwards."""
+async def environment(label: str, services: Sequence[str], database_url: str | None,
+                      settings: Mapping[str, str] | None = None) -> AsyncIterator[Environment]:
+    """Broker, PostgreSQL and a migrated database per service; everything it started is gone afterwards.
+    `settings` (environment variables) are set last, over the ones chosen here."""
     root = Path(tempfile.mkdtemp(prefix="phb", dir="/tmp"))  # short: the PostgreSQL socket lives below it
     postgres: EmbeddedPostgres | None = None
     broker: TansuBroker | None = None
@@ -135,16 +146,17 @@ async def environment(label: str, services: Sequence[str], database_url: str | N
         }
         for service, url in urls.items():
             await asyncio.to_thread(upgrade, service, url)
-        settings = {f"PARTNERHUB_{service.upper()}_DATABASE_URL": url for service, url in urls.items()}
-        settings["KAFKA_BOOTSTRAP_SERVERS"] = bootstrap
-        settings["PARTNERHUB_JWT_SECRET"] = os.environ.get("PARTNERHUB_JWT_SECRET") or secrets.token_hex(32)
-        settings["PARTNERHUB_LOG_LEVEL"] = os.environ.get("PARTNERHUB_LOG_LEVEL", "WARNING")
+        values = {f"PARTNERHUB_{service.upper()}_DATABASE_URL": url for service, url in urls.items()}
+        values["KAFKA_BOOTSTRAP_SERVERS"] = bootstrap
+        values["PARTNERHUB_JWT_SECRET"] = os.environ.get("PARTNERHUB_JWT_SECRET") or secrets.token_hex(32)
+        values["PARTNERHUB_LOG_LEVEL"] = os.environ.get("PARTNERHUB_LOG_LEVEL", "WARNING")
         # A bench that is interrupted should not wait long for a drain.
-        settings["PARTNERHUB_DRAIN_TIMEOUT_SECONDS"] = os.environ.get("PARTNERHUB_DRAIN_TIMEOUT_SECONDS", "5")
+        values["PARTNERHUB_DRAIN_TIMEOUT_SECONDS"] = os.environ.get("PARTNERHUB_DRAIN_TIMEOUT_SECONDS", "5")
         if broker is not None:
-            settings["PARTNERHUB_KAFKA_IDEMPOTENCE"] = "false"  # Tansu has no idempotent producers
+            values["PARTNERHUB_KAFKA_IDEMPOTENCE"] = "false"  # Tansu has no idempotent producers
+        values.update(settings or {})
         env = Environment(admin_dsn, bootstrap, urls, root, broker is not None, postgres is not None)
-        with _environ(settings):
+        with _environ(values):
             try:
                 yield env
             finally:
@@ -303,6 +315,18 @@ async def wait_for_events_applied(env: Environment, service: str, event_ids: Seq
         await wait_until(applied, within, 0.05, f"{service} applying {len(event_ids)} upstream events")
 
 
+async def outbox_drained(connection: asyncpg.Connection) -> bool:
+    """No outbox row is waiting for the relay (an existence check on the unpublished index: a count would read
+    every row and slow the relay down)."""
+    return not await connection.fetchval("SELECT EXISTS (SELECT FROM outbox WHERE published_at IS NULL)")
+
+
+async def sale_statuses(connection: asyncpg.Connection) -> dict[str, int]:
+    """How many incentives sales are in each status."""
+    return {r["status"]: r["n"] for r in await connection.fetch(
+        "SELECT status, count(*) AS n FROM sales GROUP BY status ORDER BY status")}
+
+
 async def accruals(client: httpx.AsyncClient, headers: dict[str, str], partner_id: uuid.UUID,
                    sale_id: str) -> list[dict[str, Any]]:
     response = await client.get(f"/v1/partners/{partner_id}/accruals", params={"sale_id": sale_id},
@@ -381,11 +405,11 @@ def row(label: str, value: str) -> None:
     print(f"  {label:<46} {value}")
 
 
-def run(main: Coroutine[Any, Any, None]) -> None:
+def run(main: Coroutine[Any, Any, T]) -> T:
     """asyncio.run, with SIGTERM cancelling like Ctrl-C does, so the cleanup always runs."""
     terminated = False
 
-    async def guarded() -> None:
+    async def guarded() -> T:
         task = asyncio.current_task()
         assert task is not None
 
@@ -396,10 +420,10 @@ def run(main: Coroutine[Any, Any, None]) -> None:
 
         with contextlib.suppress(NotImplementedError):
             asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, terminate)
-        await main
+        return await main
 
     try:
-        asyncio.run(guarded())
+        return asyncio.run(guarded())
     except (KeyboardInterrupt, asyncio.CancelledError):
         print("interrupted: the databases, broker and PostgreSQL this bench started are gone", file=sys.stderr)
         sys.exit(128 + (signal.SIGTERM if terminated else signal.SIGINT))

@@ -6,7 +6,8 @@ import importlib
 
 import pytest
 
-BENCHES = {"ingest": ("--sales", 100_000), "recalc": ("--sales", 100_000), "latency": ("--rounds", 50)}
+BENCHES = {"ingest": ("--sales", 100_000), "recalc": ("--sales", 100_000), "latency": ("--rounds", 50),
+           "relay": ("--events", 100_000), "funds_follow": ("--events", 100_000)}
 
 
 @pytest.mark.parametrize("name", sorted(BENCHES))
