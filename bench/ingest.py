@@ -38,6 +38,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from functools import partial
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -50,16 +51,18 @@ from bench.support import (
     Environment,
     Publisher,
     accruals,
+    add_database_url,
     create_account,
     create_base_program,
-    default_database_url,
     environment,
     machine,
+    outbox_drained,
     put_product,
     rebate,
     register_partner,
     row,
     run,
+    sale_statuses,
     service_app,
     wait_for_events_applied,
     wait_until,
@@ -294,24 +297,21 @@ async def main(arguments: argparse.Namespace) -> None:
             async def all_priced() -> bool:
                 return (await progress())[1] >= count
 
-            async def all_published() -> bool:
-                return not await connection.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL")
-
             before = await count_rows(connection)
             started = time.perf_counter()
             async with service_app("incentives") as client:
                 joined = await wait_until(any_received, arguments.timeout, 0.01, "the first sale taken in")
                 first = await wait_until(any_priced, arguments.timeout, 0.01, "the first priced sale")
                 last = await wait_until(all_priced, arguments.timeout, POLL_SECONDS, f"{count:,} priced sales")
-                drained = await wait_until(all_published, arguments.timeout, 0.1, "the outbox relay")
+                drained = await wait_until(partial(outbox_drained, connection), arguments.timeout, 0.1,
+                                           "the outbox relay")
                 visible = await confirm_through_api(client, env.admin_headers(), world, count)
             hub = Timing(last - started, joined - started)
-            statuses = {r["status"]: r["n"] for r in await connection.fetch(
-                "SELECT status, count(*) AS n FROM sales GROUP BY status ORDER BY status")}
+            statuses = await sale_statuses(connection)
             after = await count_rows(connection)
             written = {table: after[table] - before[table] for table in COUNTED_TABLES}
 
-    print(f"  {'sales (N)':<46} {count:>12,}")
+    row("sales (N)", f"{count:>12,}")
     row("published (acks=all, pipelined)", f"{published:8.2f} s {count / published:>10,.0f} /s")
     row("raw: getmany + json.loads + COPY ledger rows", f"{raw.total:8.2f} s {raw.rate(count):>10,.0f} /s")
     row("Partner Hub: app start -> every sale priced", f"{hub.total:8.2f} s {hub.rate(count):>10,.0f} /s")
@@ -345,9 +345,7 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument("--sales", type=int, default=100_000, help="sale.recorded events to publish (N)")
     parser.add_argument("--partners", type=int, default=5, help="partners the accounts belong to")
     parser.add_argument("--accounts", type=int, default=1000, help="accounts the sales spread over")
-    parser.add_argument("--database-url", default=default_database_url(),
-                        help="a PostgreSQL server to use (default: env PARTNERHUB_TEST_DATABASE_URL, "
-                             "else an embedded one)")
+    add_database_url(parser)
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds to wait for any one phase")
     return parser
 

@@ -52,12 +52,13 @@ from bench.support import (
     Environment,
     Publisher,
     accruals,
+    add_database_url,
     create_account,
     create_base_program,
     create_topic,
-    default_database_url,
     environment,
     machine,
+    outbox_drained,
     percentile,
     put_product,
     reclassified_data,
@@ -204,16 +205,12 @@ async def main(arguments: argparse.Namespace) -> None:
                 items = await accruals(client, headers, partner, sale_id)
                 return [item["amount"] for item in items] == [amount]
 
-            async def idle() -> bool:
-                return not await connection.fetchval(
-                    "SELECT EXISTS (SELECT 1 FROM outbox WHERE published_at IS NULL)")
-
             await wait_until(partial(shows, REBATE["commercial"]), 60, 0.05, "the sale's first accrual")
             hub: list[float] = []
             rounds_wall: list[tuple[str, float, float]] = []  # (event id, published, visible) in epoch seconds
             classification = "commercial"
             for i in range(WARMUP + rounds):
-                await wait_until(idle, 60, 0.01, "the outbox relay")
+                await wait_until(partial(outbox_drained, connection), 60, 0.01, "the outbox relay")
                 await asyncio.sleep(IDLE_SECONDS)
                 to = "key" if classification == "commercial" else "commercial"
                 data = reclassified_data(account, partner, classification, to, EFFECTIVE_FROM)
@@ -227,7 +224,7 @@ async def main(arguments: argparse.Namespace) -> None:
                     rounds_wall.append((event_id, wall, wall + seen - started))
             parts = await breakdown(connection, client, headers, account, rounds_wall)
 
-    print(f"  {'rounds':<46} {rounds:>12}")
+    row("rounds", f"{rounds:>12}")
     row("raw: produce -> consume of one message", summary(raw))
     row("  same, fetched like the services' runner", summary(as_runner))
     row("Partner Hub: reclassified -> new rebate in API", summary(hub))
@@ -244,9 +241,7 @@ async def main(arguments: argparse.Namespace) -> None:
 def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=50, help="measured rounds of each kind (after 2 warm-up)")
-    parser.add_argument("--database-url", default=default_database_url(),
-                        help="a PostgreSQL server to use (default: env PARTNERHUB_TEST_DATABASE_URL, "
-                             "else an embedded one)")
+    add_database_url(parser)
     return parser
 
 

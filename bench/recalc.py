@@ -40,6 +40,7 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -48,14 +49,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.support import (
     Publisher,
     accruals,
+    add_database_url,
     checkpoint,
     create_account,
     create_base_program,
-    default_database_url,
     environment,
     machine,
     max_rss_kib,
     mib,
+    outbox_drained,
     proc_status_kib,
     put_product,
     rebate,
@@ -64,6 +66,7 @@ from bench.support import (
     reset_peak_rss,
     row,
     run,
+    sale_statuses,
     service_app,
     wait_for_events_applied,
     wait_until,
@@ -124,11 +127,8 @@ async def main(arguments: argparse.Namespace) -> None:
             return not await connection.fetchval("SELECT EXISTS (SELECT 1 FROM sales WHERE status = 'received')")
 
         priced = await wait_until(none_received, arguments.timeout, 0.25, f"{count:,} sales priced")
-        statuses = {r["status"]: r["n"] for r in await connection.fetch(
-            "SELECT status, count(*) AS n FROM sales GROUP BY status ORDER BY status")}
-
-        async def outbox_published() -> bool:
-            return not await connection.fetchval("SELECT EXISTS (SELECT 1 FROM outbox WHERE published_at IS NULL)")
+        statuses = await sale_statuses(connection)
+        outbox_published = partial(outbox_drained, connection)
 
         await wait_until(outbox_published, arguments.timeout, 0.25, "the outbox relay publishing the accruals")
 
@@ -177,7 +177,7 @@ async def main(arguments: argparse.Namespace) -> None:
             else:
                 print(f"  ! {sale_id(i)}: expected {rebate(amount(i), RATES['key']):.2f}, the API shows {items}")
 
-        print(f"  {'sales on the account (N)':<46} {count:>12,}")
+        row("sales on the account (N)", f"{count:>12,}")
         row("COPY of the N sales as 'received'", f"{copied - started:8.2f} s")
         row("initial pricing by the running service",
             f"{priced - copied:8.2f} s {count / (priced - copied):>10,.0f} /s"
@@ -209,9 +209,7 @@ async def main(arguments: argparse.Namespace) -> None:
 def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sales", type=int, default=100_000, help="sales on the reclassified account (N)")
-    parser.add_argument("--database-url", default=default_database_url(),
-                        help="a PostgreSQL server to use (default: env PARTNERHUB_TEST_DATABASE_URL, "
-                             "else an embedded one)")
+    add_database_url(parser)
     parser.add_argument("--timeout", type=float, default=3600.0, help="seconds to wait for any one phase")
     return parser
 
