@@ -348,9 +348,10 @@ async def wait_until(check: Callable[[], Awaitable[bool]], within: float, interv
     while True:
         if await check():
             return time.perf_counter()
-        if time.perf_counter() > deadline:
+        left = deadline - time.perf_counter()
+        if left <= 0:
             raise TimeoutError(f"gave up after {within:.0f}s waiting for {what}")
-        await asyncio.sleep(interval)
+        await asyncio.sleep(min(interval, left))
 
 
 def percentile(values: Sequence[float], fraction: float) -> float:
