@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
@@ -28,6 +29,9 @@ from partnerhub.relay import OutboxRelay
 
 log = logging.getLogger(__name__)
 DRAIN_QUIET_SECONDS = 1.5
+# A young-generation collection per 50,000 net allocations instead of 700 (a batch of sales allocates
+# hundreds of thousands of short-lived objects, nearly none in cycles).
+GC_THRESHOLDS = (50_000, 20, 100)
 UNJOINED_GRACE_SECONDS = 15.0
 
 
@@ -132,6 +136,11 @@ def create_service_app(spec: ServiceSpec, settings: Settings | None = None) -> F
             ctx.tasks += [asyncio.create_task(r.run(), name=r.group_id) for r in ctx.consumers]
             background = [asyncio.create_task(job) for job in spec.background(ctx)]
             ctx.tasks += background
+        # Everything loaded so far (modules, models, metadata) lives as long as the process: keep the cyclic
+        # collector from scanning it again and again, and let it run less often. Profiles of the event path
+        # showed a large share of the CPU in collections over these long-lived objects.
+        gc.freeze()
+        gc.set_threshold(*GC_THRESHOLDS)
         log.info(
             "service started",
             extra={"fields": {"service": spec.name, "api": settings.run_api, "workers": settings.run_workers}},
