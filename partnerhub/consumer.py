@@ -50,6 +50,9 @@ class Subscription:
     # False where the handlers' own state makes a redelivery a no-op (a sale is unique by its sale_id), so the
     # events need no inbox row of their own.
     inbox: bool = True
+    # True where batches of different partitions may be applied in concurrent transactions (the handlers lock
+    # what they share): while one batch's writes run in the database, the next one is fetched and computed.
+    parallel: bool = False
 
 
 def validation_reason(exc: ValidationError) -> str:
@@ -78,6 +81,8 @@ class ConsumerRunner:
         self.batch_handlers = {sub.topic: sub.batch_handlers for sub in subscriptions}
         self.topic_handlers = {sub.topic: sub.batch for sub in subscriptions if sub.batch is not None}
         self.inbox = {sub.topic: sub.inbox for sub in subscriptions}
+        # Batches in flight at once, each over partitions no other holds, so every partition keeps its order.
+        self.concurrency = settings.consumer_concurrency if all(sub.parallel for sub in subscriptions) else 1
         self.consumer: AIOKafkaConsumer | None = None
         self._stopping = asyncio.Event()
         self.started = asyncio.Event()
@@ -120,18 +125,11 @@ class ConsumerRunner:
                 self.consumer = consumer
                 self.started.set()
                 backoff = 0.5
+                if self.concurrency > 1:
+                    await self._consume_concurrently(consumer)
                 while not self._stopping.is_set():
                     batches = await consumer.getmany(timeout_ms=200, max_records=self.settings.consumer_batch_size)
-                    if self.topic_handlers and len(batches) > 1:
-                        # A topic handler takes everything fetched in one transaction, whatever the partition
-                        # (each partition's messages stay in their order); one commit covers them all.
-                        await self.process_batch([m for messages in batches.values() for m in messages])
-                        await self._commit(consumer, {tp: ms[-1].offset + 1 for tp, ms in batches.items()})
-                    else:
-                        for tp, messages in batches.items():
-                            await self.process_batch(messages)
-                            await self._commit(consumer, {tp: messages[-1].offset + 1})
-                    await self._report_lag()
+                    await self._process_fetched(consumer, batches)
             except asyncio.CancelledError:
                 raise
             except KafkaError as exc:
@@ -149,6 +147,52 @@ class ConsumerRunner:
                 self.consumer = None
                 with contextlib.suppress(Exception):
                     await consumer.stop()
+
+    async def _process_fetched(
+        self, consumer: AIOKafkaConsumer, batches: Mapping[TopicPartition, list[ConsumerRecord]]
+    ) -> None:
+        """Applies what one fetch brought and commits its offsets."""
+        if self.topic_handlers and len(batches) > 1:
+            # A topic handler takes everything fetched in one transaction, whatever the partition (each
+            # partition's messages stay in their order); one commit covers them all.
+            await self.process_batch([m for messages in batches.values() for m in messages])
+            await self._commit(consumer, {tp: ms[-1].offset + 1 for tp, ms in batches.items()})
+        else:
+            for tp, messages in batches.items():
+                await self.process_batch(messages)
+                await self._commit(consumer, {tp: messages[-1].offset + 1})
+        await self._report_lag()
+
+    async def _consume_concurrently(self, consumer: AIOKafkaConsumer) -> None:
+        """Keeps up to `concurrency` fetches in flight, each over partitions none of the others holds: one
+        transaction's Python work runs while another's statements run in the database. Returns when stopping;
+        raises the first failure once every batch in flight has settled (their offsets stay uncommitted and
+        come back on the restart)."""
+        in_flight: dict[asyncio.Task[None], set[TopicPartition]] = {}
+        limit = self.settings.consumer_batch_size
+        try:
+            while not self._stopping.is_set():
+                if not in_flight:
+                    batches = await consumer.getmany(timeout_ms=200, max_records=limit)
+                else:
+                    held = set().union(*in_flight.values())
+                    free = [tp for tp in consumer.assignment() if tp not in held]
+                    batches = {}
+                    if free and len(in_flight) < self.concurrency:
+                        # A short wait while batches are in flight: one that finishes frees its partitions.
+                        batches = await consumer.getmany(*free, timeout_ms=10, max_records=limit)
+                    if not batches:
+                        done, _ = await asyncio.wait(
+                            in_flight, return_when=asyncio.FIRST_COMPLETED,
+                            timeout=0 if free and len(in_flight) < self.concurrency else None)
+                        for task in done:
+                            del in_flight[task]
+                            task.result()
+                if batches:
+                    in_flight[asyncio.create_task(self._process_fetched(consumer, batches))] = set(batches)
+        finally:
+            if in_flight:
+                await asyncio.wait(in_flight)
 
     async def _commit(self, consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int]) -> None:
         try:

@@ -185,7 +185,8 @@ def subscriptions() -> list[Subscription]:
     }
     return [
         # A sale row is unique by its sale_id and a cancellation applies once: no inbox row per event needed.
-        Subscription("sales.recorded", sales, batch=on_sales, inbox=False),
+        # Batches of different partitions (accounts) are priced in concurrent transactions.
+        Subscription("sales.recorded", sales, batch=on_sales, inbox=False, parallel=True),
         Subscription("accounts.accounts", accounts),
         Subscription("registry.partners", partners),
     ]

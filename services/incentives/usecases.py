@@ -211,6 +211,9 @@ class PricingPass:
         """Each BIP month the priced sales touched: its outcome now, and one entry where its bonus moved."""
         if not (self.pricer.has_bip and self.bip_groups):
             return
+        # A month's bonus is read and rewritten: one transaction at a time settles it (sales of the partner's
+        # other accounts may be priced in another at the same time).
+        await self.repo.lock(f"bip:{partner}:{month}:{currency}" for partner, month, currency in self.bip_groups)
         figures = await self.repo.bip_figures(self.bip_groups)
         outcomes, entries = post_bip(figures, self.targets, self.periods, self.bip_groups)
         await self.repo.save_bip(outcomes, entries, self.run_id)
@@ -311,6 +314,16 @@ def _lock_keys(accounts: Iterable[uuid.UUID], partners: Iterable[uuid.UUID], sku
             | {f"sku:{s}" for s in set(skus)})
 
 
+async def _try_sale_locks(repo: IncentivesRepository, keys: set[str]) -> set[str]:
+    """Tries the locks of sales about to be priced; returns the keys held elsewhere. An account's is taken
+    exclusive (its sales are recorded, cancelled and repriced one transaction at a time); a partner's and a
+    product's shared: only recalculating the partner or the product takes them exclusive, so batches of
+    different accounts price side by side (the BIP months they share are locked when they are settled)."""
+    accounts = {key for key in keys if key.startswith("account:")}
+    busy = await repo.try_lock(accounts)
+    return busy | await repo.try_lock(keys - accounts, shared=True)
+
+
 async def record_sales(
     tx: Transaction, recorded: Sequence[tuple[SaleIn, str]], cancelled: Sequence[Cancellation] = ()
 ) -> Recording:
@@ -329,7 +342,7 @@ async def record_sales(
     rows: list[Any] = [*(sale for sale, _ in recorded), *before.values()]
     keys = _lock_keys((r.account_id for r in rows), (r.partner_id for r in rows), (r.sku for r in rows))
     busy = await repo.try_lock([LOCK_PROGRAMS], shared=True)
-    busy |= keys if busy else await repo.try_lock(keys)
+    busy |= keys if busy else await _try_sale_locks(repo, keys)
     known = await repo.known_sales(ids)
 
     new: dict[str, Sale] = {}
@@ -419,7 +432,7 @@ async def price_received_sales(tx: Transaction, limit: int = PRICING_BATCH) -> i
         return 0
     await repo.lock([LOCK_PROGRAMS], shared=True)
     keys = await repo.sale_lock_keys(waiting)
-    busy = await repo.try_lock({key for row_keys in keys.values() for key in row_keys})
+    busy = await _try_sale_locks(repo, {key for row_keys in keys.values() for key in row_keys})
     ready = sorted(sale_id for sale_id, row_keys in keys.items() if not busy.intersection(row_keys))
     if ready:
         pricing = await PricingPass.start(tx, recorded_cause)
