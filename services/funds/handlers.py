@@ -53,6 +53,9 @@ def subscriptions() -> list[Subscription]:
         "partner.certification_expired": on_partner_changed,
     }
     return [
-        Subscription("incentives.accruals", accruals, batch_handlers=accrual_runs),
+        # A partner's accruals come on its partition and everything a run writes is the partner's (its sales,
+        # credits, balances upserted in key order, ledger entries): batches of different partitions are applied
+        # in concurrent transactions.
+        Subscription("incentives.accruals", accruals, batch_handlers=accrual_runs, parallel=True),
         Subscription("registry.partners", partners),
     ]
