@@ -54,16 +54,35 @@ def _unauthorized(detail: str) -> Problem:
     return Problem(401, "Unauthorized", detail, headers={"WWW-Authenticate": "Bearer"})
 
 
+def _why_refused(exc: jwt.PyJWTError, settings: Settings) -> str:
+    """Why a token was refused, in our words (the library's own messages describe its internals)."""
+    if isinstance(exc, jwt.ExpiredSignatureError):
+        return "the token has expired"
+    if isinstance(exc, jwt.ImmatureSignatureError):
+        return "the token is not valid yet (its nbf or iat lies in the future)"
+    if isinstance(exc, jwt.MissingRequiredClaimError):
+        return f"the token lacks the {exc.claim!r} claim"
+    if isinstance(exc, jwt.InvalidAlgorithmError):
+        wanted = "RS256" if settings.jwt_public_key else "HS256"
+        return f"the token must be signed with {wanted}"
+    if isinstance(exc, jwt.InvalidSignatureError):
+        if settings.jwt_public_key:
+            return "the token's signature does not verify with PARTNERHUB_JWT_PUBLIC_KEY"
+        return ("the token's signature does not verify: it was signed with another secret "
+                "(is PARTNERHUB_JWT_SECRET the same here and where the token was made?)")
+    if isinstance(exc, jwt.DecodeError):
+        return "the token is not a well-formed JWT (three base64url parts separated by dots)"
+    return "the token is not valid"
+
+
 def verify_token(token: str, settings: Settings) -> Principal:
     try:
         if settings.jwt_public_key:
             claims = jwt.decode(token, settings.jwt_public_key, algorithms=["RS256"], options={"require": ["sub"]})
         else:
             claims = jwt.decode(token, settings.signing_secret, algorithms=["HS256"], options={"require": ["sub"]})
-    except jwt.ExpiredSignatureError as exc:
-        raise _unauthorized("the token has expired") from exc
     except jwt.PyJWTError as exc:
-        raise _unauthorized(f"the token is not valid: {exc}") from exc
+        raise _unauthorized(_why_refused(exc, settings)) from exc
     role = claims.get("role")
     if role not in {r.value for r in Role}:
         raise _unauthorized("the token's role claim must be admin, partner or system")

@@ -57,6 +57,8 @@ class Settings(BaseSettings):
     drain_timeout_seconds: float = 30.0
     # How often periodic sweeps (certification expiry, preregistration expiry, ...) run.
     sweep_interval_seconds: float = 60.0
+    # How long an Idempotency-Key is remembered: a replay within it answers the first response.
+    idempotency_ttl_hours: float = Field(default=24.0, gt=0)
     log_level: str = "INFO"
     # A process runs the HTTP API, the workers (outbox relay, consumers, sweeps), or both (the default);
     # a cluster can run them as separate deployments and scale each on its own.

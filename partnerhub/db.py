@@ -57,6 +57,7 @@ def add_shared_tables(metadata: sa.MetaData) -> None:
         sa.Column("status_code", sa.Integer, nullable=False),
         sa.Column("response", JSONB, nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+        sa.Index("idempotency_keys_created", "created_at"),
     )
 
 

@@ -14,6 +14,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
+from partnerhub.config import get_settings
 from partnerhub.db import Database, Transaction
 from partnerhub.problems import Problem
 
@@ -29,6 +30,19 @@ Limit = Annotated[int, Query(ge=1, le=500, description="page size (max 500)")]
 Cursor = Annotated[str | None, Query(description="the next_cursor of the previous page")]
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)]
 IfMatch = Annotated[str | None, Header(alias="If-Match")]
+
+
+def idempotency_ttl_seconds() -> float:
+    return get_settings().idempotency_ttl_hours * 3600
+
+
+async def prune_idempotency_keys(tx: Transaction) -> int:
+    """Forgets Idempotency-Keys older than their lifetime (PARTNERHUB_IDEMPOTENCY_TTL_HOURS, 24 by default)."""
+    result = await tx.session.execute(
+        sa.text("DELETE FROM idempotency_keys WHERE created_at <= now() - make_interval(secs => :ttl)"),
+        {"ttl": idempotency_ttl_seconds()},
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 def encode_cursor(*values: Any) -> str:
@@ -102,12 +116,18 @@ async def idempotent(
         stored = (
             await tx.session.execute(
                 sa.text(
-                    "SELECT request_hash, status_code, response FROM idempotency_keys "
+                    "SELECT request_hash, status_code, response, "
+                    "created_at <= now() - make_interval(secs => :ttl) AS expired FROM idempotency_keys "
                     "WHERE scope = :scope AND key = :key"
                 ),
-                {"scope": scope, "key": key},
+                {"scope": scope, "key": key, "ttl": idempotency_ttl_seconds()},
             )
         ).one_or_none()
+        if stored is not None and stored.expired:
+            # Past its lifetime the key is forgotten (the sweep deletes such rows in bulk): this request is new.
+            await tx.session.execute(sa.text("DELETE FROM idempotency_keys WHERE scope = :scope AND key = :key"),
+                                     {"scope": scope, "key": key})
+            stored = None
         if stored is not None:
             if stored.request_hash != digest:
                 raise Problem(409, detail="this Idempotency-Key was already used with a different request body")

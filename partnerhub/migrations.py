@@ -70,3 +70,12 @@ def lean_outbox_upgrade(op: Any) -> None:
 def lean_outbox_downgrade(op: Any) -> None:
     op.execute("ALTER TABLE outbox ALTER COLUMN payload TYPE jsonb USING payload::jsonb")
     op.create_unique_constraint("outbox_event_id_key", "outbox", ["event_id"])
+
+
+def idempotency_expiry_upgrade(op: Any) -> None:
+    """Idempotency-Keys expire: the sweep finds the old ones by their creation time."""
+    op.create_index("idempotency_keys_created", "idempotency_keys", ["created_at"])
+
+
+def idempotency_expiry_downgrade(op: Any) -> None:
+    op.drop_index("idempotency_keys_created", table_name="idempotency_keys")

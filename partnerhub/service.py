@@ -14,18 +14,20 @@ from typing import Annotated, Any
 import httpx
 from aiokafka import AIOKafkaProducer
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
-from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from partnerhub.config import Settings, get_settings
 from partnerhub.consumer import ConsumerRunner, Subscription
 from partnerhub.db import Database
+from partnerhub.http import prune_idempotency_keys
 from partnerhub.kafka import all_topics, bootstrap, ensure_topics, make_producer
 from partnerhub.logs import configure_logging, new_traceparent, set_traceparent
 from partnerhub.metrics import HTTP_LATENCY
-from partnerhub.problems import install_problem_handlers
+from partnerhub.openapi import install_docs, package_version
+from partnerhub.problems import JsonBodies, ProblemCORSMiddleware, install_problem_handlers
 from partnerhub.relay import OutboxRelay
+from partnerhub.sweeps import periodic
 
 log = logging.getLogger(__name__)
 DRAIN_QUIET_SECONDS = 1.5
@@ -33,6 +35,7 @@ DRAIN_QUIET_SECONDS = 1.5
 # hundreds of thousands of short-lived objects, nearly none in cycles).
 GC_THRESHOLDS = (50_000, 20, 100)
 UNJOINED_GRACE_SECONDS = 15.0
+IDEMPOTENCY_SWEEP = "idempotency-keys"
 
 
 @dataclass
@@ -134,7 +137,9 @@ def create_service_app(spec: ServiceSpec, settings: Settings | None = None) -> F
             ]
             ctx.tasks = [asyncio.create_task(ctx.relay.run(), name=f"{spec.name}-relay")]
             ctx.tasks += [asyncio.create_task(r.run(), name=r.group_id) for r in ctx.consumers]
-            background = [asyncio.create_task(job) for job in spec.background(ctx)]
+            jobs = [*spec.background(ctx), periodic(db, IDEMPOTENCY_SWEEP, settings.sweep_interval_seconds,
+                                                    prune_idempotency_keys)]
+            background = [asyncio.create_task(job) for job in jobs]
             ctx.tasks += background
         # Everything loaded so far (modules, models, metadata) lives as long as the process: keep the cyclic
         # collector from scanning it again and again, and let it run less often. Profiles of the event path
@@ -169,16 +174,18 @@ def create_service_app(spec: ServiceSpec, settings: Settings | None = None) -> F
     app = FastAPI(
         title=f"Partner Hub — {spec.title}",
         description=spec.description,
-        version="1.0.0",
+        version=package_version(),
         lifespan=lifespan,
         openapi_url="/openapi.json",
-        docs_url="/docs",
+        docs_url=None,
         redoc_url=None,
     )
     install_problem_handlers(app)
+    install_docs(app)
+    app.add_middleware(JsonBodies)
     if settings.cors_origin_list:
         app.add_middleware(
-            CORSMiddleware,
+            ProblemCORSMiddleware,
             allow_origins=settings.cors_origin_list,
             allow_methods=["*"],
             allow_headers=["*"],
