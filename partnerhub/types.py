@@ -7,27 +7,57 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated
 
-from pydantic import AfterValidator, BeforeValidator, Field, PlainSerializer, WithJsonSchema
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, WithJsonSchema
 
-from partnerhub.money import check_currency, format_money, format_rate, parse_money, parse_rate
-from partnerhub.timeutil import isoformat, stored_utc, to_utc
+from partnerhub.money import (
+    FRACTION_PATTERN,
+    MONEY_PATTERN,
+    POSITIVE_FRACTION_PATTERN,
+    POSITIVE_MONEY_PATTERN,
+    TWO_DECIMAL_CURRENCIES,
+    check_currency,
+    format_money,
+    format_rate,
+    parse_fraction,
+    parse_money,
+    parse_positive_fraction,
+    parse_positive_money,
+)
+from partnerhub.timeutil import BEGINNING, isoformat, stored_utc, to_utc
 
 Money = Annotated[
     Decimal,
     BeforeValidator(parse_money),
     PlainSerializer(format_money, return_type=str),
-    WithJsonSchema({"type": "string", "pattern": r"^-?\d+\.\d{2}$", "examples": ["1250.00"]}),
+    WithJsonSchema({"type": "string", "pattern": MONEY_PATTERN, "examples": ["1250.00"],
+                    "description": "at most 12 digits before the point and 2 after it"}),
 ]
+# An amount that must be above zero (a sale, a budget, a request, a claim).
+PositiveMoney = Annotated[
+    Decimal,
+    BeforeValidator(parse_positive_money),
+    PlainSerializer(format_money, return_type=str),
+    WithJsonSchema({"type": "string", "pattern": POSITIVE_MONEY_PATTERN, "examples": ["1250.00"],
+                    "description": "above zero, at most 12 digits before the point and 2 after it"}),
+]
+# A rate is a fraction of revenue, from 0 to 1 with at most 6 decimals (as stored).
 Rate = Annotated[
     Decimal,
-    BeforeValidator(parse_rate),
+    BeforeValidator(parse_fraction),
     PlainSerializer(format_rate, return_type=str),
-    WithJsonSchema({"type": "string", "pattern": r"^\d+(\.\d+)?$", "examples": ["0.05"]}),
+    WithJsonSchema({"type": "string", "pattern": FRACTION_PATTERN, "examples": ["0.05"]}),
+]
+PositiveRate = Annotated[
+    Decimal,
+    BeforeValidator(parse_positive_fraction),
+    PlainSerializer(format_rate, return_type=str),
+    WithJsonSchema({"type": "string", "pattern": POSITIVE_FRACTION_PATTERN, "examples": ["0.05"]}),
 ]
 Currency = Annotated[
     str,
     AfterValidator(check_currency),
-    WithJsonSchema({"type": "string", "pattern": "^[A-Z]{3}$", "examples": ["USD"]}),
+    WithJsonSchema({"type": "string", "enum": sorted(TWO_DECIMAL_CURRENCIES), "examples": ["USD"],
+                    "description": "ISO 4217, a currency whose minor unit is 2"}),
 ]
 RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
 # ISO 3166-1 alpha-2, officially assigned codes.
@@ -51,6 +81,9 @@ def _rfc3339(value: object) -> object:
         return value
     if not isinstance(value, str) or not RFC3339.match(value):
         raise ValueError("a timestamp is an RFC 3339 string with a time zone, e.g. 2026-02-01T10:00:00Z")
+    if not _TIMESTAMP.match(value):
+        raise ValueError("a timestamp must be a real date and time (at most 6 decimals of a second) and lie "
+                         "between 1900-01-01T00:00:00Z and 2200-01-01T00:00:00Z")
     return value
 
 
@@ -66,7 +99,33 @@ def _utc_in_bounds(value: datetime) -> datetime:
     return value
 
 
-# Unicode's control characters (category Cc) are exactly these two ranges.
+
+
+def _date_pattern(years: str, leap_years: str) -> str:
+    """A calendar date of the given years, as a regular expression: every month with its own days, and
+    February's 29th in leap years only."""
+    days = (r"(0[1-9]|1\d|2[0-8])", r"(29|30)", "31")
+    return (rf"(({years})-(0[1-9]|1[0-2])-{days[0]}|({years})-(0[13-9]|1[0-2])-{days[1]}"
+            rf"|({years})-(0[13578]|1[02])-{days[2]}|({leap_years})-02-29)")
+
+
+# Years 1900-2199, and those of them that are leap years (1900 and 2100 are not).
+YEARS = r"(19|20|21)\d{2}"
+LEAP_YEARS = r"19(0[48]|[2468][048]|[13579][26])|20([02468][048]|[13579][26])|21(0[48]|[2468][048]|[13579][26])"
+TIME = r"([01]\d|2[0-3]):[0-5]\d:[0-5]\d(\.\d{1,6})?([Zz]|[+-]([01]\d|2[0-3]):[0-5]\d)"
+# What the documents declare: exactly the timestamps and dates accepted (the bounds are checked on the UTC
+# instant, so only a 1900-01-01 with a positive offset or a 2199-12-31 with a negative one can differ).
+TIMESTAMP_PATTERN = rf"^{_date_pattern(YEARS, LEAP_YEARS)}[Tt ]{TIME}$"
+DATE_PATTERN = rf"^{_date_pattern(YEARS, LEAP_YEARS)}$"
+_TIMESTAMP = re.compile(TIMESTAMP_PATTERN)
+# Years 1970-2199 (every timeline begins in 1970), and their leap years.
+EFFECTIVE_YEARS = r"19[7-9]\d|2[01]\d{2}"
+EFFECTIVE_LEAP_YEARS = r"19(7[26]|8[048]|9[26])|20([02468][048]|[13579][26])|21(0[48]|[2468][048]|[13579][26])"
+EFFECTIVE_PATTERN = rf"^{_date_pattern(EFFECTIVE_YEARS, EFFECTIVE_LEAP_YEARS)}[Tt ]{TIME}$"
+# Unicode's control characters (category Cc) are exactly these two ranges; the patterns are the OpenAPI
+# documents' (ECMA-262 and Python read them alike).
+CLEAN_PATTERN = r"^[^\u0000-\u001f\u007f-\u009f]*$"
+LINES_PATTERN = r"^[^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f]*$"
 CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 CONTROL_BUT_LINES = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
@@ -96,19 +155,51 @@ UtcDatetime = Annotated[
     BeforeValidator(_rfc3339),
     AfterValidator(_utc_in_bounds),
     PlainSerializer(isoformat, return_type=str),
+    WithJsonSchema({"type": "string", "pattern": TIMESTAMP_PATTERN,
+                    "description": "RFC 3339 with a time zone, from 1900-01-01T00:00:00Z to before "
+                                   "2200-01-01T00:00:00Z", "examples": ["2026-02-01T10:00:00Z"]}),
+]
+
+
+def _from_beginning(value: datetime) -> datetime:
+    if value < BEGINNING:
+        raise ValueError(f"effective_from must not be before {isoformat(BEGINNING)}")
+    return value
+
+
+# When a change to a timeline takes effect: a timestamp from the beginning of every timeline (1970) on.
+EffectiveFrom = Annotated[
+    datetime,
+    BeforeValidator(_rfc3339),
+    AfterValidator(_utc_in_bounds),
+    AfterValidator(_from_beginning),
+    PlainSerializer(isoformat, return_type=str),
+    WithJsonSchema({"type": "string", "pattern": EFFECTIVE_PATTERN,
+                    "description": "RFC 3339 with a time zone, from 1970-01-01T00:00:00Z to before "
+                                   "2200-01-01T00:00:00Z", "examples": ["2026-02-01T10:00:00Z"]}),
 ]
 # A stored moment on its way out: never refused (a row may predate the bounds), always RFC 3339 UTC.
 Instant = Annotated[datetime, AfterValidator(stored_utc), PlainSerializer(isoformat, return_type=str)]
 # Codes and keys (sale_id, sku, program and certification codes, event ids): up to 100 characters.
-Code = Annotated[str, Field(min_length=1, max_length=100), AfterValidator(no_control_characters)]
+Code = Annotated[str, Field(min_length=1, max_length=100, json_schema_extra={"pattern": CLEAN_PATTERN}),
+                 AfterValidator(no_control_characters)]
 # Names: up to 500 characters on one line.
-Name = Annotated[str, Field(min_length=1, max_length=500), AfterValidator(no_control_characters)]
+Name = Annotated[str, Field(min_length=1, max_length=500, json_schema_extra={"pattern": CLEAN_PATTERN}),
+                 AfterValidator(no_control_characters)]
 # Free text (reasons, activities): up to 500 characters, tabs and newlines allowed.
-FreeText = Annotated[str, Field(max_length=500), AfterValidator(plain_text)]
+FreeText = Annotated[str, Field(max_length=500, json_schema_extra={"pattern": LINES_PATTERN}),
+                     AfterValidator(plain_text)]
 Country = Annotated[
     str,
     BeforeValidator(_country),
     WithJsonSchema(
-        {"type": "string", "pattern": "^[A-Z]{2}$", "description": "ISO 3166-1 alpha-2", "examples": ["DE"]}
+        {"type": "string", "enum": sorted(COUNTRIES), "description": "ISO 3166-1 alpha-2", "examples": ["DE"]}
     ),
 ]
+
+
+class Input(BaseModel):
+    """A request body or command: unknown fields are refused, and booleans and integers must be JSON's own
+    (use StrictBool and StrictInt: pydantic would otherwise take 0, "yes" or "5" for them)."""
+
+    model_config = ConfigDict(extra="forbid")

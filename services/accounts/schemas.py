@@ -8,45 +8,30 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from partnerhub.timeutil import BEGINNING, isoformat, to_utc
-from partnerhub.types import Country, UtcDatetime, no_control_characters
+from partnerhub.types import Code, Country, EffectiveFrom, FreeText, Input, Name, UtcDatetime, no_control_characters
 from services.accounts.domain import Classification, Decision, PartnerStatus, RegistrationStatus
-
-
-def _not_before_beginning(value: datetime) -> datetime:
-    if value < BEGINNING:
-        raise ValueError(f"effective_from must not be before {isoformat(BEGINNING)}")
-    return value
-
-
-EffectiveFrom = Annotated[datetime, AfterValidator(to_utc), AfterValidator(_not_before_beginning)]
-
 
 # A name from another service's event: as bounded as one entered here (CONTRACT §1: names up to 500 characters).
 ReplicatedName = Annotated[str, Field(max_length=500), AfterValidator(no_control_characters)]
 
 
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class AccountIn(Strict):
-    name: str = Field(min_length=1, max_length=200)
+class AccountIn(Input):
+    name: Name
     country: Country
-    industry: str = Field(min_length=1, max_length=100)
+    industry: Code
     classification: Classification
 
 
-class ClassificationIn(Strict):
+class ClassificationIn(Input):
     classification: Classification
     effective_from: EffectiveFrom | None = Field(default=None, description="RFC 3339; defaults to now")
-    reason: str | None = Field(default=None, max_length=1000)
+    reason: FreeText | None = None
 
 
-class OwnerIn(Strict):
+class OwnerIn(Input):
     partner_id: uuid.UUID | None = Field(description="the new owner, or null to leave the account unowned")
     effective_from: EffectiveFrom | None = Field(default=None, description="RFC 3339; defaults to now")
-    reason: str | None = Field(default=None, max_length=1000)
+    reason: FreeText | None = None
 
 
 class Account(BaseModel):
@@ -75,13 +60,13 @@ class HistoryEntry(BaseModel):
     event_id: str
 
 
-class ProspectIn(Strict):
-    name: str = Field(min_length=1, max_length=200)
+class ProspectIn(Input):
+    name: Name
     country: Country
-    industry: str = Field(min_length=1, max_length=100)
+    industry: Code
 
 
-class RegistrationIn(Strict):
+class RegistrationIn(Input):
     """An existing account by id, or a prospect that becomes an unowned commercial account at once."""
 
     account_id: uuid.UUID | None = None
@@ -94,9 +79,9 @@ class RegistrationIn(Strict):
         return self
 
 
-class DecisionIn(Strict):
+class DecisionIn(Input):
     decision: Decision
-    reason: str | None = Field(default=None, max_length=1000)
+    reason: FreeText | None = None
 
 
 class Registration(BaseModel):

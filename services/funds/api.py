@@ -24,6 +24,7 @@ from partnerhub.http import (
 from partnerhub.problems import PROBLEM, Problem, Responses
 from partnerhub.service import Ctx
 from partnerhub.timeutil import utcnow
+from partnerhub.types import Code
 from services.funds import usecases
 from services.funds.domain import ClaimStatus, RequestStatus
 from services.funds.repository import FundsRepository
@@ -103,7 +104,7 @@ async def list_funds(ctx: Ctx, principal: Anyone, limit: Limit = 50, cursor: Cur
 
 @router.get("/funds/{code}", response_model=Fund, tags=["funds"], summary="A fund with committed, paid, available",
             responses=NOT_FOUND)
-async def get_fund(code: str, ctx: Ctx, principal: Anyone) -> JSONResponse:
+async def get_fund(code: Code, ctx: Ctx, principal: Anyone) -> JSONResponse:
     async with ctx.db.transaction() as tx:
         fund = await usecases.get_fund(tx, principal, code)
     return json_response(usecases.fund_view(fund, principal, utcnow()), etag_version=fund.version)
@@ -116,7 +117,7 @@ async def get_fund(code: str, ctx: Ctx, principal: Anyone) -> JSONResponse:
     responses={**NOT_FOUND, 409: {"description": "The partner is suspended or terminated", **PROBLEM}, **POLICY},
 )
 async def request_funds(
-    code: str, body: FundRequestIn, request: Request, ctx: Ctx, principal: AdminOrPartner,
+    code: Code, body: FundRequestIn, request: Request, ctx: Ctx, principal: AdminOrPartner,
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     ensure_partner_scope(principal, body.partner_id)
@@ -131,7 +132,7 @@ async def request_funds(
             summary="The review queue (admin) and a partner's own requests, with their claims")
 async def list_requests(
     ctx: Ctx, principal: AdminOrPartner, partner_id: uuid.UUID | None = None, status: RequestStatus | None = None,
-    fund_code: str | None = None, limit: Limit = 50, cursor: Cursor = None,
+    fund_code: Code | None = None, limit: Limit = 50, cursor: Cursor = None,
 ) -> Page[FundRequest]:
     scoped = _scope_list(principal, partner_id)
     async with ctx.db.transaction() as tx:
@@ -257,7 +258,7 @@ async def fund_balances(
 @router.get("/partners/{partner_id}/fund-ledger", response_model=Page[LedgerEntry], tags=["balances"],
             summary="Every credit, debit, commitment, release, payout and lapse, with its cause")
 async def fund_ledger(
-    partner_id: uuid.UUID, ctx: Ctx, principal: AdminOrPartner, fund_code: str | None = None,
+    partner_id: uuid.UUID, ctx: Ctx, principal: AdminOrPartner, fund_code: Code | None = None,
     limit: Limit = 50, cursor: Cursor = None,
 ) -> Page[LedgerEntry]:
     ensure_partner_scope(principal, partner_id)

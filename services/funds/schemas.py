@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import uuid
-from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Literal
 
@@ -14,13 +13,25 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
-    PlainSerializer,
+    StrictBool,
+    StrictInt,
     WithJsonSchema,
     model_validator,
 )
 
-from partnerhub.timeutil import isoformat, to_utc
-from partnerhub.types import Currency, Money, Rate, UtcDatetime, no_control_characters
+from partnerhub.types import (
+    DATE_PATTERN,
+    TIMESTAMP_PATTERN,
+    Currency,
+    FreeText,
+    Input,
+    Money,
+    PositiveMoney,
+    PositiveRate,
+    Rate,
+    UtcDatetime,
+    no_control_characters,
+)
 from services.funds.domain import ClaimStatus, FundKind, RequestStatus
 
 _PLAIN_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -33,57 +44,44 @@ def _date_or_timestamp(raw: object) -> object:
     return raw
 
 
+# A plain date (that day's start in UTC) or an RFC 3339 timestamp, within the contract's bounds.
 PlannedTime = Annotated[
-    datetime,
+    UtcDatetime,
     BeforeValidator(_date_or_timestamp),
-    AfterValidator(to_utc),
-    PlainSerializer(isoformat, return_type=str),
-    WithJsonSchema({"type": "string", "examples": ["2026-03-02T00:00:00Z", "2026-03-02"]}),
+    WithJsonSchema({"anyOf": [
+        {"type": "string", "pattern": TIMESTAMP_PATTERN},
+        {"type": "string", "pattern": DATE_PATTERN},
+    ], "examples": ["2026-03-02T00:00:00Z", "2026-03-02"]}),
 ]
 
 
 # NUMERIC(18, 2) holds up to 10^16; sums of amounts must fit too.
-MAX_AMOUNT = Decimal("1000000000000000.00")
+# Evidence of an activity: any absolute URI without spaces or control characters.
+PROOF_URI_PATTERN = r"^[A-Za-z][A-Za-z0-9+.-]*:[^\s\u0000-\u001f\u007f-\u009f]+$"
 
 
-def _amount(name: str, value: Decimal | None) -> None:
-    if value is not None and not Decimal(0) < value <= MAX_AMOUNT:
-        raise ValueError(f"{name} must be positive and at most {MAX_AMOUNT}")
+class PolicyIn(Input):
+    request_lead_working_days: StrictInt = Field(default=10, ge=0, le=260)
+    claim_window_days: StrictInt = Field(default=90, ge=0, le=3650)
+    resubmission_window_days: StrictInt = Field(default=45, ge=0, le=3650)
+    lapse_unused: StrictBool = True
 
 
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class PolicyIn(Strict):
-    request_lead_working_days: int = Field(default=10, ge=0, le=260)
-    claim_window_days: int = Field(default=90, ge=0, le=3650)
-    resubmission_window_days: int = Field(default=45, ge=0, le=3650)
-    lapse_unused: bool = True
-
-
-class FundIn(Strict):
+class FundIn(Input):
     code: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._:-]+$")
     kind: FundKind
     currency: Currency
-    budget: Money
+    budget: PositiveMoney
     valid_from: UtcDatetime
     valid_to: UtcDatetime
-    accrual_rate: Rate | None = None
-    per_partner_limit: Money | None = None
+    accrual_rate: PositiveRate | None = None
+    per_partner_limit: PositiveMoney | None = None
     policy: PolicyIn = Field(default_factory=PolicyIn)
 
     @model_validator(mode="after")
     def consistent(self) -> FundIn:
-        _amount("budget", self.budget)
-        _amount("per_partner_limit", self.per_partner_limit)
         if self.valid_to <= self.valid_from:
             raise ValueError("valid_to must be after valid_from (the window is [valid_from, valid_to))")
-        rate = self.accrual_rate
-        if rate is not None:
-            exponent = rate.as_tuple().exponent
-            if not Decimal(0) < rate <= 1 or (isinstance(exponent, int) and exponent < -6):
-                raise ValueError("accrual_rate must be above 0, at most 1, with at most 6 decimals")
         return self
 
 
@@ -98,7 +96,7 @@ class Fund(BaseModel):
     code: str
     kind: FundKind
     currency: str
-    budget: Money
+    budget: PositiveMoney
     valid_from: UtcDatetime
     valid_to: UtcDatetime
     accrual_rate: Rate | None
@@ -114,37 +112,31 @@ class Fund(BaseModel):
     updated_at: UtcDatetime
 
 
-class FundRequestIn(Strict):
+class FundRequestIn(Input):
     partner_id: uuid.UUID
-    amount: Money
+    amount: PositiveMoney
     currency: Currency | None = Field(default=None, description="optional; must be the fund's")
-    activity: str = Field(min_length=1, max_length=2000)
+    activity: FreeText = Field(min_length=1)
     planned_start: PlannedTime
     planned_end: PlannedTime
     resubmission_of: uuid.UUID | None = Field(default=None, description="the rejected request this one resubmits")
 
     @model_validator(mode="after")
     def consistent(self) -> FundRequestIn:
-        _amount("amount", self.amount)
         if self.planned_end < self.planned_start:
             raise ValueError("planned_end must not be before planned_start")
         return self
 
 
-class DecisionIn(Strict):
+class DecisionIn(Input):
     decision: Literal["approve", "reject"]
-    reason: str | None = Field(default=None, max_length=2000)
+    reason: FreeText | None = None
 
 
-class ClaimIn(Strict):
-    amount: Money
+class ClaimIn(Input):
+    amount: PositiveMoney
     currency: Currency | None = Field(default=None, description="optional; must be the fund's")
-    proof_uri: str = Field(min_length=1, max_length=2000, pattern=r"^[A-Za-z][A-Za-z0-9+.-]*:\S+$")
-
-    @model_validator(mode="after")
-    def positive(self) -> ClaimIn:
-        _amount("amount", self.amount)
-        return self
+    proof_uri: str = Field(min_length=1, max_length=2000, pattern=PROOF_URI_PATTERN)
 
 
 class Claim(BaseModel):

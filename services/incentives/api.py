@@ -22,6 +22,7 @@ from partnerhub.http import (
 )
 from partnerhub.problems import Problem
 from partnerhub.service import Ctx
+from partnerhub.types import Code
 from services.incentives import usecases
 from services.incentives.domain import ItemView, explain
 from services.incentives.domain import Program as DomainProgram
@@ -46,7 +47,7 @@ from services.incentives.schemas import (
 
 router = APIRouter()
 Period = Annotated[str | None, Query(pattern=r"^\d{4}-(0[1-9]|1[0-2])$", description="calendar month YYYY-MM")]
-Sku = Annotated[str, Path(min_length=1, max_length=200)]
+Sku = Annotated[Code, Path()]
 
 
 def _cursor_values(cursor: str | None, size: int) -> list[Any] | None:
@@ -57,7 +58,8 @@ def _cursor_values(cursor: str | None, size: int) -> list[Any] | None:
 
 
 # --- products -----------------------------------------------------------------------------------
-@router.put("/products/{sku}", response_model=Product, tags=["products"], summary="Create or change a product")
+@router.put("/products/{sku}", response_model=Product, tags=["products"], summary="Create or change a product",
+            responses={201: {"model": Product, "description": "The product was created"}})
 async def put_product(sku: Sku, body: ProductIn, ctx: Ctx, principal: Admin, if_match: IfMatch = None) -> JSONResponse:
     async with ctx.db.transaction() as tx:
         product, created = await usecases.put_product(tx, sku, body, if_match)
@@ -114,7 +116,7 @@ async def list_programs(ctx: Ctx, principal: Anyone, limit: Limit = 50, cursor: 
 
 
 @router.get("/programs/{code}", response_model=Program, tags=["programs"], summary="One program")
-async def get_program(code: str, ctx: Ctx, principal: Anyone) -> JSONResponse:
+async def get_program(code: Code, ctx: Ctx, principal: Anyone) -> JSONResponse:
     async with ctx.db.transaction() as tx:
         program = await usecases.get_program(tx, code)
     return json_response(Program.model_validate(program), etag_version=program["version"])
@@ -122,7 +124,7 @@ async def get_program(code: str, ctx: Ctx, principal: Anyone) -> JSONResponse:
 
 @router.patch("/programs/{code}", response_model=Program, tags=["programs"], summary="End a program earlier")
 async def end_program(
-    code: str, body: ProgramEnd, ctx: Ctx, principal: Admin, if_match: IfMatch = None
+    code: Code, body: ProgramEnd, ctx: Ctx, principal: Admin, if_match: IfMatch = None
 ) -> JSONResponse:
     async with ctx.db.transaction() as tx:
         program = await usecases.end_program(tx, code, body.valid_to, if_match)
@@ -149,7 +151,7 @@ async def record_sale(
 
 @router.post("/sales/{sale_id}/cancel", status_code=202, tags=["sales"],
              summary="Cancel a sale (same as a sale.cancelled event): its accruals are reversed")
-async def cancel_sale(sale_id: str, body: CancelIn, ctx: Ctx, principal: System) -> JSONResponse:
+async def cancel_sale(sale_id: Code, body: CancelIn, ctx: Ctx, principal: System) -> JSONResponse:
     async with ctx.db.transaction() as tx:
         outcome = await usecases.cancel_sale(tx, sale_id, body.cancelled_at, str(uuid.uuid4()))
     return json_response({"sale_id": sale_id, "outcome": outcome}, 202)
@@ -157,7 +159,7 @@ async def cancel_sale(sale_id: str, body: CancelIn, ctx: Ctx, principal: System)
 
 @router.get("/sales/{sale_id}", response_model=SaleView, tags=["sales"],
             summary="One sale: its status, its items, and why it could not be priced if it could not")
-async def get_sale(sale_id: str, ctx: Ctx, principal: Anyone) -> SaleView:
+async def get_sale(sale_id: Code, ctx: Ctx, principal: Anyone) -> SaleView:
     async with ctx.db.transaction() as tx:
         repo = IncentivesRepository(tx.session)
         sale = await repo.get_sale(sale_id)
@@ -184,7 +186,7 @@ def accrual_view(view: ItemView, programs: dict[str, DomainProgram]) -> Accrual:
 @router.get("/partners/{partner_id}/accruals", response_model=Page[Accrual], tags=["accruals"],
             summary="Current value of every (sale, program) of a partner")
 async def list_accruals(
-    partner_id: uuid.UUID, ctx: Ctx, principal: AdminOrPartner, period: Period = None, sale_id: str | None = None,
+    partner_id: uuid.UUID, ctx: Ctx, principal: AdminOrPartner, period: Period = None, sale_id: Code | None = None,
     limit: Limit = 50, cursor: Cursor = None,
 ) -> Page[Accrual]:
     ensure_partner_scope(principal, partner_id)
@@ -204,7 +206,7 @@ async def list_accruals(
 @router.get("/partners/{partner_id}/ledger", response_model=Page[LedgerEntry], tags=["accruals"],
             summary="Append-only ledger entries: originals and adjustments, each with its cause")
 async def list_ledger(
-    partner_id: uuid.UUID, ctx: Ctx, principal: AdminOrPartner, period: Period = None, sale_id: str | None = None,
+    partner_id: uuid.UUID, ctx: Ctx, principal: AdminOrPartner, period: Period = None, sale_id: Code | None = None,
     limit: Limit = 50, cursor: Cursor = None,
 ) -> Page[LedgerEntry]:
     ensure_partner_scope(principal, partner_id)

@@ -5,36 +5,26 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, Field, StrictBool, model_validator
 
-from partnerhub.types import Code, Currency, Instant, Money, Name, Rate, UtcDatetime
+from partnerhub.types import Code, Currency, Input, Instant, Money, Name, PositiveMoney, Rate, UtcDatetime
 from services.incentives.domain import ANY, ProgramKind
 
 CLASSIFICATIONS = ("strategic", "key", "commercial", "smb")
 TIERS = ("registered", "silver", "gold", "platinum")
 
 
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class SaleIn(Strict):
+class SaleIn(Input):
     sale_id: Code
     partner_id: uuid.UUID
     account_id: uuid.UUID
     sku: Code
-    amount: Money
+    amount: PositiveMoney = Field(description="above zero: a sale that is undone is cancelled instead")
     currency: Currency
     booked_at: UtcDatetime
 
-    @model_validator(mode="after")
-    def positive(self) -> SaleIn:
-        if self.amount <= 0:
-            raise ValueError("amount must be positive; a sale that is undone is cancelled instead")
-        return self
 
-
-class CancelIn(Strict):
+class CancelIn(Input):
     cancelled_at: UtcDatetime
 
 
@@ -49,11 +39,11 @@ class SaleAccepted(BaseModel):
     status: str | None
 
 
-class ProductIn(Strict):
+class ProductIn(Input):
     name: Name
     category: Code
-    rebate_eligible: bool
-    standalone_software: bool = False
+    rebate_eligible: StrictBool
+    standalone_software: StrictBool = False
     effective_from: UtcDatetime | None = None
 
 
@@ -61,15 +51,15 @@ class Product(BaseModel):
     sku: str
     name: str
     category: str
-    rebate_eligible: bool
+    rebate_eligible: StrictBool
     standalone_software: bool
     created_at: datetime
     updated_at: datetime
 
 
-class RuleIn(Strict):
-    classification: str = ANY
-    tier: str = ANY
+class RuleIn(Input):
+    classification: str = Field(default=ANY, json_schema_extra={"enum": [ANY, *CLASSIFICATIONS]})
+    tier: str = Field(default=ANY, json_schema_extra={"enum": [ANY, *TIERS]})
     category: Code = ANY
     rate: Rate
 
@@ -79,19 +69,17 @@ class RuleIn(Strict):
             raise ValueError(f"classification must be '*' or one of {', '.join(CLASSIFICATIONS)}")
         if self.tier not in (ANY, *TIERS):
             raise ValueError(f"tier must be '*' or one of {', '.join(TIERS)}")
-        if self.rate > 1:
-            raise ValueError("a rate is a fraction of revenue, at most 1")
         return self
 
 
-class ProgramIn(Strict):
+class ProgramIn(Input):
     code: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._-]+$")
     name: Name
     kind: ProgramKind
     valid_from: UtcDatetime
     valid_to: UtcDatetime | None = None
     required_certification: Code | None = None
-    target: Money | None = None
+    target: PositiveMoney | None = None
     rules: list[RuleIn] = Field(min_length=1, max_length=200)
 
     @model_validator(mode="after")
@@ -109,7 +97,7 @@ class ProgramIn(Strict):
         return self
 
 
-class ProgramEnd(Strict):
+class ProgramEnd(Input):
     valid_to: UtcDatetime
 
 

@@ -24,6 +24,7 @@ from partnerhub.http import (
 )
 from partnerhub.problems import PROBLEM, Responses
 from partnerhub.service import Ctx
+from partnerhub.types import Country
 from services.registry import usecases
 from services.registry.domain import PartnerType, Status, Tier
 from services.registry.repository import PartnerRepository
@@ -75,7 +76,7 @@ async def list_partners(
     type: PartnerType | None = None,
     tier: Annotated[Tier | None, Query(description="the tier in force now")] = None,
     status: Status | None = None,
-    country: Annotated[str | None, Query(pattern=r"^[A-Z]{2}$", description="ISO 3166-1 alpha-2")] = None,
+    country: Annotated[Country | None, Query(description="ISO 3166-1 alpha-2")] = None,
     parent_partner_id: Annotated[uuid.UUID | None, Query(description="a distributor's resellers")] = None,
     limit: Limit = 50,
     cursor: Cursor = None,

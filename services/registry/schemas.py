@@ -5,21 +5,17 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, Field, field_validator
 
-from partnerhub.types import Country, UtcDatetime
+from partnerhub.types import Code, Country, EffectiveFrom, FreeText, Input, Name, UtcDatetime
 from services.registry.domain import CertificationState, PartnerType, Status, Tier
 
 
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class PartnerIn(Strict):
-    name: str = Field(min_length=1, max_length=200)
+class PartnerIn(Input):
+    name: Name
     country: Country
-    region: str = Field(min_length=1, max_length=100)
-    types: list[PartnerType] = Field(min_length=1)
+    region: Code
+    types: list[PartnerType] = Field(min_length=1, json_schema_extra={"uniqueItems": True})
     parent_partner_id: uuid.UUID | None = None
 
     @field_validator("types")
@@ -30,27 +26,27 @@ class PartnerIn(Strict):
         return value
 
 
-class StatusIn(Strict):
+class StatusIn(Input):
     status: Status
-    reason: str | None = Field(default=None, max_length=1000)
+    reason: FreeText | None = None
 
 
-class TierIn(Strict):
+class TierIn(Input):
     tier: Tier
-    effective_from: UtcDatetime
+    effective_from: EffectiveFrom
 
 
-class CertificationIn(Strict):
+class CertificationIn(Input):
     code: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._:-]+$")
     issued_at: UtcDatetime
     expires_at: UtcDatetime | None = None
 
 
-class ParentIn(Strict):
+class ParentIn(Input):
     parent_partner_id: uuid.UUID | None = Field(
         description="the distributor (an active partner of type sales), or null for none"
     )
-    reason: str | None = Field(default=None, max_length=1000)
+    reason: FreeText | None = None
 
 
 class Certification(BaseModel):
