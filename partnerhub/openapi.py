@@ -3,8 +3,8 @@
 FastAPI's generated document knows the routes, their parameters and bodies. What it cannot know is written here
 once for every service: the bearer-token security scheme on every `/v1` operation, the one `Problem` schema
 (problem+json) for every error answer, and the errors each operation can give — 401 and 403 from the token,
-404 where the path names a resource, 409 for changes, 412 where `If-Match` is taken, 415 where a body is sent,
-422 for invalid input.
+404 where the path names a resource, 409 for changes, 412 where `If-Match` is taken, 400 and 415 where a body is
+sent, 422 for invalid input.
 """
 
 from __future__ import annotations
@@ -50,6 +50,7 @@ PROBLEM_SCHEMA: dict[str, Any] = {
 }
 PROBLEM_CONTENT = {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}
 ERRORS = {
+    "400": "The body could not be read at all (it is not UTF-8 text)",
     "401": "No valid bearer token (missing, malformed, expired, or signed with another key)",
     "403": "The token's role may not make this call, or a partner token names another partner",
     "404": "Not found (or another partner's)",
@@ -81,15 +82,16 @@ def _errors_of(path: str, method: str, operation: dict[str, Any]) -> list[str]:
     if any(p.get("in") == "header" and p.get("name", "").lower() == "if-match" for p in parameters):
         wanted.append("412")
     if "requestBody" in operation:
-        wanted.append("415")
+        wanted += ["400", "415"]
     return wanted
 
 
-def _header_schema(parameter: dict[str, Any]) -> None:
-    """An optional header is absent or a string: never the JSON `null` FastAPI's `str | None` would declare."""
+def _parameter_schema(parameter: dict[str, Any]) -> None:
+    """An optional header or query parameter is absent or a value: never the JSON `null` FastAPI's `str | None`
+    would declare (there is no way to send one)."""
     schema = parameter.get("schema", {})
     choices = schema.get("anyOf")
-    if parameter.get("in") == "header" and choices:
+    if parameter.get("in") in ("header", "query") and choices:
         strings = [c for c in choices if c.get("type") != "null"]
         if len(strings) == 1:
             parameter["schema"] = {**strings[0], **{k: v for k, v in schema.items() if k != "anyOf"}}
@@ -114,7 +116,7 @@ def describe(app: FastAPI) -> dict[str, Any]:
                 continue
             responses: dict[str, Any] = operation["responses"]
             for parameter in operation.get("parameters", []):
-                _header_schema(parameter)
+                _parameter_schema(parameter)
             if path.startswith("/v1/"):
                 operation["security"] = [{BEARER: []}]
                 for status in _errors_of(path, method, operation):

@@ -133,6 +133,8 @@ def _validation_detail(errors: list[dict[str, Any]], raw: list[Any]) -> str:
     return "; ".join(f"{'.'.join(e['loc'])}: {e['msg']}" for e in errors) or "the request is invalid"
 
 
+# What FastAPI answers when a body cannot even be decoded (e.g. bytes that are not UTF-8).
+UNREADABLE_BODY = "There was an error parsing the body"
 HTTP_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
 
 
@@ -163,6 +165,8 @@ def install_problem_handlers(app: FastAPI) -> None:
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
         headers = dict(exc.headers or {})
+        if exc.status_code == 400 and detail == UNREADABLE_BODY:
+            detail = "the request body could not be read: JSON must be sent as UTF-8 text"
         if exc.status_code == 405:
             headers["Allow"] = _allowed_methods(request) or headers.get("Allow", "")
             detail = f"{request.method} is not allowed here; allowed: {headers['Allow']}"

@@ -136,3 +136,11 @@ async def test_an_idempotency_key_is_forgotten_after_its_lifetime(registry: http
     assert await sweep(registry, "idempotency-keys", prune_idempotency_keys) >= 1
     kept = await run_sql(registry, "SELECT key FROM idempotency_keys WHERE key IN (:a, :b)", a=key, b=old)
     assert [row.key for row in kept] == [key]
+
+
+async def test_a_body_that_is_not_utf8_is_400_in_our_words(service: tuple[str, httpx.AsyncClient],
+                                                          tokens: Tokens) -> None:
+    name, client = service
+    response = await client.post(WRITES[name], content=b'{"name": "\xff\xfe"}',
+                                 headers={**tokens(), "Content-Type": "application/json"})
+    assert "UTF-8" in problem(response, 400)["detail"]
