@@ -260,12 +260,14 @@ async def close_period(tx: Transaction, period: str) -> dict[str, Any]:
         raise unprocessable(f"{period} has not begun yet; a period can be closed once it has begun", ["path"])
     earliest = await repo.earliest_period()
     month = next_period(closed) if closed else min(earliest or period, period)
+    first = month
     newly_closed = []
     while month <= period:
-        rows = await repo.live_statements(month, None)
-        await repo.freeze_statements([{**row._mapping, "period": month} for row in rows])
         newly_closed.append(month)
         month = next_period(month)
+    if newly_closed:
+        rows = await repo.live_statements(first, period, None)
+        await repo.freeze_statements([dict(row._mapping) for row in rows])
     await repo.set_closed_through(period)
     return {"period": period, "status": "closed", "closed_through": period, "newly_closed": newly_closed}
 
@@ -277,10 +279,10 @@ async def statement(tx: Transaction, partner_id: uuid.UUID, period: str) -> dict
         rows = await repo.frozen_statement(partner_id, period)
         status = "closed"
     else:
-        rows = await repo.live_statements(period, partner_id)
+        rows = await repo.live_statements(period, period, partner_id)
         status = "open"
     return {"partner_id": partner_id, "period": period, "status": status,
-            "totals": [dict(row._mapping) for row in rows]}
+            "totals": [{k: v for k, v in row._mapping.items() if k != "period"} for row in rows]}
 
 
 def bip_explanation(row: Any) -> str:
