@@ -144,3 +144,25 @@ async def test_a_body_that_is_not_utf8_is_400_in_our_words(service: tuple[str, h
     response = await client.post(WRITES[name], content=b'{"name": "\xff\xfe"}',
                                  headers={**tokens(), "Content-Type": "application/json"})
     assert "UTF-8" in problem(response, 400)["detail"]
+
+
+HOSTILE_BODIES = {
+    "10 MB string": b'{"name": "' + b"x" * 10_000_000 + b'"}',
+    "deep nesting": b'{"name": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+    "10,000-item array": b'{"types": [' + b",".join([b'"sales"'] * 10_000) + b"]}",
+    "huge number": b'{"amount": 1' + b"0" * 5000 + b"}",
+    "NUL key": b'{"na\\u0000me": "x"}',
+    "lone surrogate": b'{"name": "\\ud800"}',
+}
+
+
+@pytest.mark.parametrize("case", list(HOSTILE_BODIES))
+async def test_hostile_bodies_are_4xx_problems(service: tuple[str, httpx.AsyncClient], tokens: Tokens,
+                                               case: str) -> None:
+    name, client = service
+    response = await client.post(WRITES[name], content=HOSTILE_BODIES[case],
+                                 headers={**tokens(), "Content-Type": "application/json"})
+    assert 400 <= response.status_code < 500, (case, response.status_code, response.text[:300])
+    assert response.headers["content-type"].startswith(PROBLEM_JSON)
+    assert len(response.content) < 20_000, "the problem does not echo the hostile input back"
+
