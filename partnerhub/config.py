@@ -24,6 +24,15 @@ class Settings(BaseSettings):
     # Idempotent producers need broker support; Tansu has none, so the embedded runtime turns it off.
     kafka_idempotence: bool = True
     kafka_client_id: str = "partnerhub"
+    # Consumer group membership. How soon a crashed consumer's partitions move on: on Apache Kafka, give each
+    # replica a stable PARTNERHUB_KAFKA_INSTANCE_ID (a StatefulSet's pod name, a host name) and a restarted
+    # process takes its partitions back at once (static membership, KIP-345); without one, the group waits for
+    # the dead member's session to expire, then rebalances. Apache Kafka refuses sessions under 6 s by default
+    # (group.min.session.timeout.ms); the embedded broker, Tansu, takes shorter ones and `up` uses them.
+    kafka_instance_id: str | None = None
+    kafka_session_timeout_ms: int = Field(default=10_000, ge=1_000)
+    kafka_heartbeat_interval_ms: int | None = Field(default=None, ge=100)
+    kafka_rebalance_timeout_ms: int = Field(default=30_000, ge=1_000)
 
     registry_database_url: str | None = None
     accounts_database_url: str | None = None

@@ -8,6 +8,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import sqlalchemy as sa
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
@@ -32,6 +33,19 @@ TopicHandler = Callable[[Transaction, list[CloudEvent]], Awaitable[Mapping[str, 
 # A handler failing for reasons other than the database being away is retried this often, then dead-lettered.
 MAX_HANDLER_ATTEMPTS = 3
 
+
+
+def membership(settings: Settings, group_id: str) -> dict[str, Any]:
+    """The consumer's group membership settings (see Settings.kafka_instance_id)."""
+    session = settings.kafka_session_timeout_ms
+    options: dict[str, Any] = {
+        "session_timeout_ms": session,
+        "heartbeat_interval_ms": settings.kafka_heartbeat_interval_ms or max(session // 3, 100),
+        "rebalance_timeout_ms": settings.kafka_rebalance_timeout_ms,
+    }
+    if settings.kafka_instance_id:
+        options["group_instance_id"] = f"{settings.kafka_instance_id}.{group_id}"
+    return options
 
 class Rejected(Exception):
     """The event is well-formed but cannot be applied (e.g. a conflicting sale): dead-letter it."""
@@ -119,6 +133,7 @@ class ConsumerRunner:
                 auto_offset_reset="earliest",
                 max_poll_records=self.settings.consumer_batch_size,
                 fetch_max_wait_ms=self.settings.consumer_fetch_wait_ms,
+                **membership(self.settings, self.group_id),
             )
             try:
                 await consumer.start()

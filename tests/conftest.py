@@ -21,7 +21,7 @@ from aiokafka import AIOKafkaProducer
 from partnerhub import SERVICES
 from partnerhub.auth import issue_token
 from partnerhub.config import Settings, get_settings
-from partnerhub.embedded import EmbeddedPostgres, TansuBroker, create_databases, drop_databases
+from partnerhub.embedded import TANSU_GROUP_ENV, EmbeddedPostgres, TansuBroker, create_databases, drop_databases
 from partnerhub.events import OutgoingEvent, dumps
 from partnerhub.kafka import all_topics, ensure_topics
 
@@ -39,6 +39,7 @@ class Infrastructure:
         env = {f"PARTNERHUB_{s.upper()}_DATABASE_URL": url for s, url in self.database_urls.items()}
         env["KAFKA_BOOTSTRAP_SERVERS"] = self.bootstrap_servers
         env["PARTNERHUB_KAFKA_IDEMPOTENCE"] = "false"
+        env.update(TANSU_GROUP_ENV)
         env["PARTNERHUB_JWT_SECRET"] = os.environ["PARTNERHUB_JWT_SECRET"]
         return env
 

@@ -17,3 +17,15 @@ def test_envelope_round_trip() -> None:
 def test_invalid_messages_say_why(raw: bytes | None, reason: str) -> None:
     with pytest.raises(EnvelopeError, match=reason):
         parse_event(raw)
+
+
+def test_consumer_membership_follows_the_settings() -> None:
+    from partnerhub.config import Settings
+    from partnerhub.consumer import membership
+
+    dynamic = membership(Settings(kafka_session_timeout_ms=6000, kafka_rebalance_timeout_ms=2000), "funds.accruals")
+    assert dynamic == {"session_timeout_ms": 6000, "heartbeat_interval_ms": 2000, "rebalance_timeout_ms": 2000}
+    static = membership(Settings(kafka_instance_id="funds-0", kafka_session_timeout_ms=10_000,
+                                 kafka_heartbeat_interval_ms=500), "funds.accruals")
+    assert static["group_instance_id"] == "funds-0.funds.accruals" and static["heartbeat_interval_ms"] == 500
+    assert static["session_timeout_ms"] == 10_000 and "group_instance_id" not in dynamic
