@@ -175,8 +175,8 @@ async def main(arguments: argparse.Namespace) -> None:
             "SELECT id, sales_recomputed, sales_changed, delta::text AS delta FROM recalculation_runs "
             "WHERE trigger_event_id = $1", trigger)
         completed_events = await connection.fetchval(
-            "SELECT count(*) FROM outbox WHERE payload->>'type' = 'recalculation.completed' "
-            "AND payload->>'subject' = $1", str(run_row["id"]))
+            "SELECT count(*) FROM outbox WHERE payload::json->>'type' = 'recalculation.completed' "
+            "AND payload::json->>'subject' = $1", str(run_row["id"]))
         sample_ok = 0
         picks = random.Random(11).sample(range(count), min(SAMPLE, count))
         for i in picks:

@@ -10,7 +10,7 @@ from typing import Any
 
 import asyncpg
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import JSON, JSONB
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
@@ -30,8 +30,9 @@ def add_shared_tables(metadata: sa.MetaData) -> None:
         sa.Column("event_id", sa.Text, nullable=False),
         sa.Column("topic", sa.Text, nullable=False),
         sa.Column("key", sa.Text, nullable=False),
-        # The JSON text the relay sends, as written (json, not jsonb: never converted to binary and back).
-        sa.Column("payload", JSON, nullable=False),
+        # The JSON text the relay sends, as the service's encoder wrote it (text: not parsed again on the way in;
+        # query it with payload::json).
+        sa.Column("payload", sa.Text, nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
         sa.Column("published_at", sa.DateTime(timezone=True)),
         sa.Index("outbox_unpublished", "id", postgresql_where=sa.text("published_at IS NULL")),
@@ -201,7 +202,7 @@ async def write_outbox(session: AsyncSession, source: str, events: list[Outgoing
         await session.execute(
             sa.text(
                 "INSERT INTO outbox (event_id, topic, key, payload) "
-                "VALUES (:event_id, :topic, :key, CAST(:payload AS json))"
+                "VALUES (:event_id, :topic, :key, :payload)"
             ),
             rows,
         )

@@ -6,6 +6,7 @@ import os
 import random
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache
 from typing import Annotated, Any
 
 import orjson
@@ -37,14 +38,47 @@ class CloudEvent(BaseModel):
 # A generator of its own, seeded from the OS, and again in every forked child: nothing that seeds the module's
 # shared generator (test tools do) can make two processes, or two runs, draw the same ids.
 _ids = random.Random()
-os.register_at_fork(after_in_child=_ids.seed)
+
+
+class _EventIds:
+    """UUID-shaped event ids (version 4 and variant bits set): 74 random bits drawn once, then a 48-bit counter
+    from a random start. Unique like uuid4() within a process and, with overwhelming odds, across processes,
+    at a fraction of the cost of formatting 128 fresh random bits per event (a recalculation emits 100,000)."""
+
+    def __init__(self) -> None:
+        self.reseed()
+
+    def reseed(self) -> None:
+        digits = f"{_ids.getrandbits(80):020x}"
+        variant = "89ab"[int(digits[16], 16) & 3]
+        self.prefix = f"{digits[:8]}-{digits[8:12]}-4{digits[13:16]}-{variant}{digits[17:20]}-"
+        self.counter = _ids.getrandbits(47)
+
+    def next(self) -> str:
+        self.counter += 1
+        if self.counter >= 1 << 48:
+            self.reseed()
+        return f"{self.prefix}{self.counter:012x}"
+
+
+def _reseed_after_fork() -> None:
+    _ids.seed()
+    _event_ids.reseed()
+
+
+_event_ids = _EventIds()
+os.register_at_fork(after_in_child=_reseed_after_fork)
 
 
 def new_event_id() -> str:
-    """A random (version 4) UUID as text: unique like uuid4(), without a system call per event."""
-    digits = f"{_ids.getrandbits(128):032x}"
-    variant = "89ab"[int(digits[16], 16) & 3]
-    return f"{digits[:8]}-{digits[8:12]}-4{digits[13:16]}-{variant}{digits[17:20]}-{digits[20:]}"
+    """A fresh, unique event id in the form of a version 4 UUID."""
+    return _event_ids.next()
+
+
+@lru_cache(maxsize=64)
+def _time_text(value: datetime) -> str:
+    """Events recorded together share their time: its text is made once."""
+    return isoformat(value)
 
 
 @dataclass(slots=True)
@@ -66,7 +100,7 @@ class OutgoingEvent:
             "source": source,
             "type": self.type,
             "subject": self.subject or self.key,
-            "time": isoformat(self.time),
+            "time": _time_text(self.time),
             "datacontenttype": "application/json",
             "data": self.data,
         }

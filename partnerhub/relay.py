@@ -33,7 +33,7 @@ READ_AHEAD_READS = 16
 # The key and payload arrive as the bytes Kafka sends (no str per row, no encode). Rows are read past a
 # cursor, so reads go on while earlier rows are still in flight and not yet marked published.
 FETCH_UNPUBLISHED = (
-    "SELECT id, topic, convert_to(key, 'UTF8') AS key, convert_to(payload::text, 'UTF8') AS payload "
+    "SELECT id, topic, convert_to(key, 'UTF8') AS key, convert_to(payload, 'UTF8') AS payload "
     "FROM outbox WHERE published_at IS NULL AND id > $1 ORDER BY id LIMIT $2"
 )
 MARK_PUBLISHED = "UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])"

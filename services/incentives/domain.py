@@ -15,7 +15,7 @@ from typing import Any, Generic, TypeVar
 
 from partnerhub.events import OutgoingEvent
 from partnerhub.money import format_money, format_rate, round_money
-from partnerhub.timeutil import isoformat
+from partnerhub.timeutil import isoformat, utcnow
 
 ANY = "*"
 ZERO = Decimal("0.00")
@@ -529,6 +529,8 @@ class Posting:
     recomputed: int = 0
     changed: int = 0
     delta: dict[str, Decimal] = field(default_factory=dict)
+    # When its events happened: one time for all of them (they are recorded together).
+    at: datetime = field(default_factory=utcnow)
 
     def add_delta(self, currency: str, amount: Decimal) -> None:
         self.delta[currency] = self.delta.get(currency, ZERO) + amount
@@ -554,7 +556,7 @@ def _text(value: uuid.UUID) -> str:
     return str(value)
 
 
-def accrual_event(pricing: Pricing, type_: str, cause: str | None) -> OutgoingEvent:
+def accrual_event(pricing: Pricing, type_: str, cause: str | None, at: datetime) -> OutgoingEvent:
     sale = pricing.facts.sale
     partner = _text(sale.partner_id)
     data: dict[str, Any] = {
@@ -571,7 +573,7 @@ def accrual_event(pricing: Pricing, type_: str, cause: str | None) -> OutgoingEv
     }
     if cause is not None:
         data["cause"] = cause
-    return OutgoingEvent(topic=TOPIC, type=type_, key=partner, subject=sale.sale_id, data=data)
+    return OutgoingEvent(topic=TOPIC, type=type_, key=partner, subject=sale.sale_id, data=data, time=at)
 
 
 def post_sales(
@@ -611,7 +613,7 @@ def _post_sale(
                 posting.add_delta(sale.currency, item.amount)
             posting.items.append(_item_row(pricing, item.program_code or "", item, revision))
         posting.changed += 1
-        posting.events.append(accrual_event(pricing, "accrual.recorded", None))
+        posting.events.append(accrual_event(pricing, "accrual.recorded", None, posting.at))
     else:
         _post_change(posting, pricing, held, why, post_into)
     if pricing.status.value != sale.status:
@@ -681,7 +683,7 @@ def _post_change(posting: Posting, pricing: Pricing, held: Mapping[str, Position
             posting.removed.append((sale.sale_id, code))
     if changed:
         posting.changed += 1
-        posting.events.append(accrual_event(pricing, "accrual.adjusted", why))
+        posting.events.append(accrual_event(pricing, "accrual.adjusted", why, posting.at))
 
 
 def _moved(position: Position, row: ItemRow) -> bool:

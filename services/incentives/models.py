@@ -160,14 +160,15 @@ accrual_items = sa.Table(
     sa.Column("revision", sa.Integer, nullable=False, server_default="0"),
     sa.Column("updated_at", TS, nullable=False, server_default=sa.func.now()),
     sa.Index("accrual_items_partner", "partner_id", "sale_period", "sale_id"),
-    postgresql_with={"fillfactor": 75},  # room to reprice an item in place (a heap-only update)
+    postgresql_with={"fillfactor": 50},  # room to reprice every item in place (heap-only updates)
 )
 
 ledger = sa.Table(
     "ledger",
     metadata,
     sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
-    sa.Column("entry_id", UUID(as_uuid=True), nullable=False, unique=True, server_default=sa.func.gen_random_uuid()),
+    # Random (gen_random_uuid), never looked up: no unique index to maintain per entry.
+    sa.Column("entry_id", UUID(as_uuid=True), nullable=False, server_default=sa.func.gen_random_uuid()),
     sa.Column("partner_id", UUID(as_uuid=True), nullable=False),
     sa.Column("account_id", UUID(as_uuid=True)),
     # account and sale are null for a BIP entry: it belongs to (partner, program, month, currency)

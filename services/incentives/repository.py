@@ -83,22 +83,23 @@ REPLICA_VALUES: dict[str, Any] = {
     "owner": lambda value: uuid.UUID(value) if value is not None else None,
     "eligibility": lambda value: value == "true",
 }
+# What repricing an existing item can move: the sale's own facts (amount, currency, period) never change.
+MOVING_COLUMNS = ("sale_id", "program_code", "partner_id", "rate", "amount", "status", "classification", "tier",
+                  "category", "detail", "revision")
 ITEM_CHANGES_TABLE = (
-    "CREATE TEMP TABLE IF NOT EXISTS item_changes (sale_id text, program_code text, partner_id uuid, "
-    "base_amount numeric(18,2), rate numeric(12,6), amount numeric(18,2), currency text, status text, "
-    "classification text, tier text, category text, detail text, sale_period text, revision int) "
-    "ON COMMIT DELETE ROWS"
+    "CREATE TEMP TABLE IF NOT EXISTS item_moves (sale_id text, program_code text, partner_id uuid, "
+    "rate numeric(12,6), amount numeric(18,2), status text, classification text, tier text, category text, "
+    "detail text, revision int) ON COMMIT DELETE ROWS"
 )
-ITEM_SET = ", ".join(f"{c} = u.{c}" for c in ITEM_COLUMNS[2:]) + ", updated_at = now()"
+ITEM_SET = ", ".join(f"{c} = u.{c}" for c in MOVING_COLUMNS[2:]) + ", updated_at = now()"
 FEW = 100
 UPDATE_FEW_ITEMS = (
     f"UPDATE accrual_items a SET {ITEM_SET} FROM unnest($1::text[], $2::text[], $3::uuid[], $4::numeric[], "
-    "$5::numeric[], $6::numeric[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], "
-    f"$13::text[], $14::int[]) AS u({', '.join(ITEM_COLUMNS)}) "
-    "WHERE a.sale_id = u.sale_id AND a.program_code = u.program_code"
+    "$5::numeric[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::int[]) "
+    f"AS u({', '.join(MOVING_COLUMNS)}) WHERE a.sale_id = u.sale_id AND a.program_code = u.program_code"
 )
 UPDATE_ITEMS = (
-    f"UPDATE accrual_items a SET {ITEM_SET} FROM item_changes u "
+    f"UPDATE accrual_items a SET {ITEM_SET} FROM item_moves u "
     "WHERE a.sale_id = u.sale_id AND a.program_code = u.program_code"
 )
 
@@ -106,6 +107,11 @@ UPDATE_ITEMS = (
 def _item_records(items: Sequence[ItemRow]) -> list[tuple[Any, ...]]:
     return [(i.sale_id, i.program_code, i.partner_id, i.base_amount, i.rate, i.amount, i.currency, i.status,
              i.classification, i.tier, i.category, i.detail, i.sale_period, i.revision) for i in items]
+
+
+def _move_records(items: Sequence[ItemRow]) -> list[tuple[Any, ...]]:
+    return [(i.sale_id, i.program_code, i.partner_id, i.rate, i.amount, i.status, i.classification, i.tier,
+             i.category, i.detail, i.revision) for i in items]
 
 
 def _sale(row: Any) -> Sale:
@@ -148,7 +154,7 @@ class SaleScope:
 class IncentivesRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
-        self.item_changes_analyzed = False
+        self.item_moves_analyzed = False
 
     async def execute(self, statement: Any, params: Any = None) -> sa.Result[Any]:
         return await self.session.execute(statement, params)
@@ -410,21 +416,21 @@ class IncentivesRepository:
                 [r[0] for r in posting.removed], [r[1] for r in posting.removed])
         # Items new to their (sale, program) go in with COPY: the sales' row locks keep any other pass out.
         await copy_rows(self.session, "accrual_items", ITEM_COLUMNS, _item_records(posting.items))
-        updated = _item_records(posting.updated)
+        updated = _move_records(posting.updated)
         if 0 < len(updated) <= FEW:
             # A few items (one account's small recalculation): one statement.
             await conn.execute(UPDATE_FEW_ITEMS, *[list(column) for column in zip(*updated, strict=True)])
         elif updated:
             # COPY in, then one join: binary COPY encodes rows far cheaper than arrays of parameters.
             await conn.execute(ITEM_CHANGES_TABLE)
-            await conn.copy_records_to_table("item_changes", records=updated, columns=ITEM_COLUMNS)
-            if not self.item_changes_analyzed:
+            await conn.copy_records_to_table("item_moves", records=updated, columns=MOVING_COLUMNS)
+            if not self.item_moves_analyzed:
                 # Without statistics the planner would scan every item per chunk instead of looking each one
                 # up; the first chunk's serve the others (the table is refilled with as many rows each time).
-                await conn.execute("ANALYZE item_changes")
-                self.item_changes_analyzed = True
+                await conn.execute("ANALYZE item_moves")
+                self.item_moves_analyzed = True
             await conn.execute(UPDATE_ITEMS)
-            await conn.execute("TRUNCATE item_changes")
+            await conn.execute("TRUNCATE item_moves")
         await self.append_entries(posting.entries, run_id)
         if replace and posting.statuses:
             await conn.execute(

@@ -91,7 +91,7 @@ async def test_a_request_trace_reaches_the_outbox_kafka_and_a_consumers_logs(inf
         conn = await asyncpg.connect(asyncpg_dsn(infrastructure.database_urls["registry"]))
         try:
             payload = json.loads(await conn.fetchval(
-                "SELECT payload::text FROM outbox WHERE key = $1 AND payload->>'type' = 'partner.registered'",
+                "SELECT payload::text FROM outbox WHERE key = $1 AND payload::json->>'type' = 'partner.registered'",
                 partner_id,
             ))
         finally:
