@@ -92,6 +92,9 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
     )
 
 
+OutboxRecord = tuple[str, str, str, str]  # (event_id, topic, key, payload): an event encoded for the outbox
+
+
 @dataclass
 class Transaction:
     """One database transaction and the events it records; both commit together."""
@@ -99,6 +102,8 @@ class Transaction:
     session: AsyncSession
     source: str = ""
     events: list[OutgoingEvent] = field(default_factory=list)
+    # Events already encoded (outbox_records), waiting to be written with the others.
+    records: list[OutboxRecord] = field(default_factory=list)
 
     def emit(self, event: OutgoingEvent) -> None:
         self.events.append(event)
@@ -106,11 +111,20 @@ class Transaction:
     def emit_all(self, events: list[OutgoingEvent]) -> None:
         self.events.extend(events)
 
+    def emit_records(self, records: list[OutboxRecord]) -> None:
+        """Events a use case encoded ahead (outbox_records), e.g. while the database wrote what came before."""
+        self.records.extend(records)
+
+    @property
+    def pending(self) -> int:
+        return len(self.events) + len(self.records)
+
     async def flush_events(self) -> None:
         """Writes the events recorded so far into the outbox now, still uncommitted: a long use case streaming
         through many rows keeps its memory bounded this way."""
         events, self.events = self.events, []
-        await write_outbox(self.session, self.source, events)
+        records, self.records = self.records, []
+        await write_outbox(self.session, self.source, events, records)
 
 
 async def advisory_lock(session: AsyncSession, keys: Iterable[str], *, shared: bool = False) -> None:
@@ -171,7 +185,7 @@ class Database:
         async with self.sessionmaker() as session, session.begin():
             tx = Transaction(session, self.service)
             yield tx
-            await write_outbox(session, self.service, tx.events)
+            await write_outbox(session, self.service, tx.events, tx.records)
 
     async def ping(self) -> None:
         async with self.engine.connect() as conn:
@@ -181,30 +195,25 @@ class Database:
         await self.engine.dispose()
 
 
-async def write_outbox(session: AsyncSession, source: str, events: list[OutgoingEvent]) -> None:
-    if not events:
-        return
+def outbox_records(source: str, events: Sequence[OutgoingEvent]) -> list[OutboxRecord]:
+    """The events as outbox rows: the envelope encoded once, to the text the relay sends."""
     traceparent = current_traceparent()
-    rows = [
-        {
-            "event_id": event.id,
-            "topic": event.topic,
-            "key": event.key,
-            "payload": dumps(event.envelope(source, traceparent)).decode(),
-        }
-        for event in events
-    ]
+    return [(event.id, event.topic, event.key, dumps(event.envelope(source, traceparent)).decode())
+            for event in events]
+
+
+async def write_outbox(session: AsyncSession, source: str, events: list[OutgoingEvent],
+                       records: Sequence[OutboxRecord] = ()) -> None:
+    if not (events or records):
+        return
+    rows = [*records, *outbox_records(source, events)]
     if len(rows) >= COPY_THRESHOLD:
         # Large batches (a recalculation of many sales) go in with COPY: one round trip, no per-row binds.
-        await copy_rows(session, "outbox", ["event_id", "topic", "key", "payload"],
-                        [(r["event_id"], r["topic"], r["key"], r["payload"]) for r in rows])
+        await copy_rows(session, "outbox", ["event_id", "topic", "key", "payload"], rows)
     else:
         await session.execute(
-            sa.text(
-                "INSERT INTO outbox (event_id, topic, key, payload) "
-                "VALUES (:event_id, :topic, :key, :payload)"
-            ),
-            rows,
+            sa.text("INSERT INTO outbox (event_id, topic, key, payload) VALUES (:event_id, :topic, :key, :payload)"),
+            [{"event_id": r[0], "topic": r[1], "key": r[2], "payload": r[3]} for r in rows],
         )
     # Delivered at commit, so the relay wakes the moment the rows become visible.
     await session.execute(sa.text("SELECT pg_notify(:channel, '')"), {"channel": OUTBOX_CHANNEL})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -114,6 +114,32 @@ def _move_records(items: Sequence[ItemRow]) -> list[tuple[Any, ...]]:
              i.category, i.detail, i.revision) for i in items]
 
 
+def _entry_records(entries: Sequence[Entry], run_id: uuid.UUID | None) -> list[tuple[Any, ...]]:
+    return [(e.partner_id, e.account_id, e.sale_id, e.program_code, e.amount, e.currency, e.kind.value, e.revision,
+             e.cause, e.period, e.sale_period, run_id) for e in entries]
+
+
+@dataclass
+class PostingRows:
+    """A posting as the rows its save writes: encoded in Python ahead of the write, so a pass can prepare one
+    chunk while the database writes the one before."""
+
+    items: list[tuple[Any, ...]] = field(default_factory=list)
+    moves: list[tuple[Any, ...]] = field(default_factory=list)
+    entries: list[tuple[Any, ...]] = field(default_factory=list)
+    removed: list[tuple[str, str]] = field(default_factory=list)
+    statuses: dict[str, str] = field(default_factory=dict)
+    contributions: list[tuple[Any, ...]] = field(default_factory=list)
+
+    def add(self, posting: Posting, run_id: uuid.UUID | None) -> None:
+        self.items += _item_records(posting.items)
+        self.moves += _move_records(posting.updated)
+        self.entries += _entry_records(posting.entries, run_id)
+        self.removed += posting.removed
+        self.statuses.update(posting.statuses)
+        self.contributions += posting.contributions
+
+
 def _sale(row: Any) -> Sale:
     return Sale(row["sale_id"], row["partner_id"], row["account_id"], row["sku"], row["amount"], row["currency"],
                 row["booked_at"], row["sale_period"], row["recorded_event_id"], row["cancelled_at"],
@@ -154,7 +180,7 @@ class SaleScope:
 class IncentivesRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
-        self.item_moves_analyzed = False
+        self.item_moves_ready = False
 
     async def execute(self, statement: Any, params: Any = None) -> sa.Result[Any]:
         return await self.session.execute(statement, params)
@@ -404,38 +430,38 @@ class IncentivesRepository:
         return (await self.session.execute(sa.select(m.period_close.c.closed_through))).scalar()
 
     # --- pricing: bulk save ---------------------------------------------------------------
-    async def save_posting(self, posting: Posting, sales: Sequence[Sale], run_id: uuid.UUID | None,
-                           replace: bool, bip: bool) -> None:
+    async def save_posting(self, rows: PostingRows, sales: Sequence[Sale], replace: bool, bip: bool) -> None:
         """Writes what a posting changed: items (new ones by COPY, moved ones updated), the ledger entries,
-        the sales' statuses and BIP contributions; a few statements whatever the number of sales."""
+        the sales' statuses and BIP contributions; a few statements whatever the number of sales, and no
+        Python work between them (the rows were encoded ahead, while the previous chunk was being written)."""
         conn = await driver(self.session)
-        if replace and posting.removed:
+        if replace and rows.removed:
             await conn.execute(
                 "DELETE FROM accrual_items a USING unnest($1::text[], $2::text[]) AS r(sale_id, code) "
                 "WHERE a.sale_id = r.sale_id AND a.program_code = r.code",
-                [r[0] for r in posting.removed], [r[1] for r in posting.removed])
+                [r[0] for r in rows.removed], [r[1] for r in rows.removed])
         # Items new to their (sale, program) go in with COPY: the sales' row locks keep any other pass out.
-        await copy_rows(self.session, "accrual_items", ITEM_COLUMNS, _item_records(posting.items))
-        updated = _move_records(posting.updated)
-        if 0 < len(updated) <= FEW:
+        await copy_rows(self.session, "accrual_items", ITEM_COLUMNS, rows.items)
+        if 0 < len(rows.moves) <= FEW:
             # A few items (one account's small recalculation): one statement.
-            await conn.execute(UPDATE_FEW_ITEMS, *[list(column) for column in zip(*updated, strict=True)])
-        elif updated:
+            await conn.execute(UPDATE_FEW_ITEMS, *[list(column) for column in zip(*rows.moves, strict=True)])
+        elif rows.moves:
             # COPY in, then one join: binary COPY encodes rows far cheaper than arrays of parameters.
-            await conn.execute(ITEM_CHANGES_TABLE)
-            await conn.copy_records_to_table("item_moves", records=updated, columns=MOVING_COLUMNS)
-            if not self.item_moves_analyzed:
+            if not self.item_moves_ready:
                 # Without statistics the planner would scan every item per chunk instead of looking each one
                 # up; the first chunk's serve the others (the table is refilled with as many rows each time).
+                await conn.execute(ITEM_CHANGES_TABLE)
+                await conn.copy_records_to_table("item_moves", records=rows.moves, columns=MOVING_COLUMNS)
                 await conn.execute("ANALYZE item_moves")
-                self.item_moves_analyzed = True
-            await conn.execute(UPDATE_ITEMS)
-            await conn.execute("TRUNCATE item_moves")
-        await self.append_entries(posting.entries, run_id)
-        if replace and posting.statuses:
+                self.item_moves_ready = True
+            else:
+                await conn.copy_records_to_table("item_moves", records=rows.moves, columns=MOVING_COLUMNS)
+            await conn.execute(f"{UPDATE_ITEMS}; TRUNCATE item_moves")  # one round trip
+        await copy_rows(self.session, "ledger", LEDGER_COLUMNS, rows.entries)
+        if replace and rows.statuses:
             await conn.execute(
                 "UPDATE sales s SET status = u.status FROM unnest($1::text[], $2::text[]) AS u(sale_id, status) "
-                "WHERE s.sale_id = u.sale_id", list(posting.statuses), list(posting.statuses.values()))
+                "WHERE s.sale_id = u.sale_id", list(rows.statuses), list(rows.statuses.values()))
         cleared = [s.sale_id for s in sales if s.set_aside]
         if cleared:
             # Priced now: whatever set them aside before no longer holds.
@@ -444,14 +470,10 @@ class IncentivesRepository:
             if replace:
                 await conn.execute("DELETE FROM bip_contributions WHERE sale_id = ANY($1::text[])",
                                    [s.sale_id for s in sales])
-            await copy_rows(self.session, "bip_contributions", CONTRIBUTION_COLUMNS, posting.contributions)
+            await copy_rows(self.session, "bip_contributions", CONTRIBUTION_COLUMNS, rows.contributions)
 
     async def append_entries(self, entries: Sequence[Entry], run_id: uuid.UUID | None) -> None:
-        await copy_rows(self.session, "ledger", LEDGER_COLUMNS, [
-            (e.partner_id, e.account_id, e.sale_id, e.program_code, e.amount, e.currency, e.kind.value, e.revision,
-             e.cause, e.period, e.sale_period, run_id)
-            for e in entries
-        ])
+        await copy_rows(self.session, "ledger", LEDGER_COLUMNS, _entry_records(entries, run_id))
 
     async def set_aside(self, errors: Mapping[str, str]) -> None:
         """Keeps why each sale could not be priced; its items stay as they were."""

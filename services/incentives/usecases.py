@@ -12,7 +12,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from partnerhub.db import Transaction, is_transient
+from partnerhub.db import OutboxRecord, Transaction, is_transient, outbox_records
 from partnerhub.http import check_if_match
 from partnerhub.metrics import RECALCULATION_SECONDS, SALES_SET_ASIDE
 from partnerhub.money import format_money
@@ -38,14 +38,14 @@ from services.incentives.domain import (
     post_sales,
     recalculation_completed,
 )
-from services.incentives.repository import LOCK_PROGRAMS, IncentivesRepository, SaleScope
+from services.incentives.repository import LOCK_PROGRAMS, IncentivesRepository, PostingRows, SaleScope
 from services.incentives.schemas import ProductIn, ProgramIn, SaleIn
 
 PRICING_BATCH = 5000
 # A recalculation streams its sales in chunks of this many: memory stays bounded however many it touches.
 CHUNK = 5000
 # Pricing yields to the event loop after this many sales, so a chunk's writes go on meanwhile.
-SLICE = 250
+SLICE = 100
 log = logging.getLogger(__name__)
 
 
@@ -86,6 +86,8 @@ class Computed:
     priced: list[Sale] = field(default_factory=list)
     errors: dict[str, str] = field(default_factory=dict)
     posting: Posting = field(default_factory=Posting)
+    rows: PostingRows = field(default_factory=PostingRows)  # what the save writes, encoded ahead
+    records: list[OutboxRecord] = field(default_factory=list)  # its events, encoded ahead
     failure: Exception | None = None
 
 
@@ -116,20 +118,25 @@ class PricingPass:
         return cls(tx, await repo.programs(), await repo.closed_through(), cause, run_id)
 
     async def price_scope(self, scope: SaleScope) -> None:
-        """Streams the scope chunk by chunk. While one chunk's writes run in PostgreSQL, the next chunk is priced
-        here: the database and Python each keep a core busy instead of taking turns."""
+        """Streams the scope chunk by chunk, keeping PostgreSQL and Python each busy on a core instead of taking
+        turns: while one chunk is written and the one after next fetched (one connection, one after the other),
+        the next chunk is priced, posted and encoded here."""
         await self.repo.open_scope(scope)
         chunk = await self._next_chunk()
         computed = await self._compute(*chunk, new=False) if chunk[0] else None
+        following = await self._next_chunk() if computed is not None else ([], {})
         while computed is not None:
-            following = await self._next_chunk()
-            saving = asyncio.ensure_future(self._save(computed, new=False))
+            writing = asyncio.ensure_future(self._save_then_fetch(computed))
             try:
                 upcoming = await self._compute(*following, new=False) if following[0] else None
             finally:
-                await saving
-            computed = upcoming
+                fetched = await writing
+            computed, following = upcoming, fetched
         await self.repo.close_scope()
+
+    async def _save_then_fetch(self, computed: Computed) -> tuple[list[Sale], dict[str, dict[str, Position]]]:
+        await self._save(computed, new=False)
+        return await self._next_chunk()
 
     async def _next_chunk(self) -> tuple[list[Sale], dict[str, dict[str, Position]]]:
         chunk = await self.repo.fetch_scope(CHUNK)
@@ -155,7 +162,10 @@ class PricingPass:
                 except Exception as exc:
                     computed.errors[sale.sale_id] = _reason(exc)
             try:
-                computed.posting.merge(post_sales(pricings, positions, self.periods, self.cause))
+                posting = post_sales(pricings, positions, self.periods, self.cause)
+                computed.posting.merge(posting)
+                computed.rows.add(posting, self.run_id)
+                computed.records += outbox_records(self.tx.source, posting.events)
             except Exception as exc:
                 computed.failure = exc  # the save splits the chunk and finds the sale behind it
             if len(sales) > SLICE:
@@ -170,7 +180,7 @@ class PricingPass:
             async with self.tx.session.begin_nested():
                 if new:
                     await self.repo.add_sales(computed.priced, posting.statuses, {})
-                await self.repo.save_posting(posting, computed.priced, self.run_id, replace=not new,
+                await self.repo.save_posting(computed.rows, computed.priced, replace=not new,
                                              bip=self.pricer.has_bip)
         except Exception as exc:
             if is_transient(exc):
@@ -184,9 +194,10 @@ class PricingPass:
             elif priced:
                 computed.errors[priced[0].sale_id] = _reason(exc)
             posting = Posting()
+            computed.records = []
         await self._set_aside(computed.sales, computed.errors, new)
-        self.tx.emit_all(posting.events)
-        if len(self.tx.events) >= CHUNK:
+        self.tx.emit_records(computed.records)
+        if self.tx.pending >= CHUNK:
             await self.tx.flush_events()
         self.recomputed += posting.recomputed
         self.changed += posting.changed
