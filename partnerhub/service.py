@@ -20,6 +20,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from partnerhub.config import Settings, get_settings
 from partnerhub.consumer import ConsumerRunner, Subscription
 from partnerhub.db import Database
+from partnerhub.gcpolicy import ScheduledCollection
 from partnerhub.http import prune_idempotency_keys
 from partnerhub.kafka import all_topics, bootstrap, ensure_topics, make_producer
 from partnerhub.logs import configure_logging, new_traceparent, set_traceparent
@@ -31,9 +32,6 @@ from partnerhub.sweeps import periodic
 
 log = logging.getLogger(__name__)
 DRAIN_QUIET_SECONDS = 1.5
-# A young-generation collection per 50,000 net allocations instead of 700 (a batch of sales allocates
-# hundreds of thousands of short-lived objects, nearly none in cycles).
-GC_THRESHOLDS = (50_000, 20, 100)
 UNJOINED_GRACE_SECONDS = 15.0
 IDEMPOTENCY_SWEEP = "idempotency-keys"
 
@@ -142,10 +140,10 @@ def create_service_app(spec: ServiceSpec, settings: Settings | None = None) -> F
             background = [asyncio.create_task(job) for job in jobs]
             ctx.tasks += background
         # Everything loaded so far (modules, models, metadata) lives as long as the process: keep the cyclic
-        # collector from scanning it again and again, and let it run less often. Profiles of the event path
-        # showed a large share of the CPU in collections over these long-lived objects.
+        # collector from scanning it again and again, and run it on a clock (partnerhub.gcpolicy).
         gc.freeze()
-        gc.set_threshold(*GC_THRESHOLDS)
+        collection = ScheduledCollection()
+        collection.start()
         log.info(
             "service started",
             extra={"fields": {"service": spec.name, "api": settings.run_api, "workers": settings.run_workers}},
@@ -169,6 +167,7 @@ def create_service_app(spec: ServiceSpec, settings: Settings | None = None) -> F
             await producer.stop()
             await ctx.http.aclose()
             await db.dispose()
+            await collection.stop()
             log.info("service stopped", extra={"fields": {"service": spec.name}})
 
     app = FastAPI(
