@@ -30,7 +30,12 @@ async def _collect() -> None:
 
 
 class ScheduledCollection:
-    """Automatic collection off and scheduled collection on, for as long as any service of the process runs."""
+    """Automatic collection off and scheduled collection on, for as long as any service of the process runs.
+
+    A service holds the policy while its collecting task lives: the hold ends when the task ends, however it
+    ends (stopped, or cancelled with its event loop), so a service that never reached its shutdown cannot leave
+    the process without automatic collection.
+    """
 
     def __init__(self) -> None:
         self.task: asyncio.Task[None] | None = None
@@ -40,16 +45,20 @@ class ScheduledCollection:
         _holders += 1
         gc.disable()
         self.task = asyncio.create_task(_collect(), name="garbage-collection")
+        self.task.add_done_callback(_release)
 
     async def stop(self) -> None:
-        global _holders
-        if self.task is None:
+        task, self.task = self.task, None
+        if task is None:
             return
-        self.task.cancel()
+        task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
-            await self.task
-        self.task = None
-        _holders -= 1
-        if _holders == 0:
-            gc.enable()
-            gc.collect()
+            await task
+
+
+def _release(_task: asyncio.Task[None]) -> None:
+    global _holders
+    _holders -= 1
+    if _holders == 0:
+        gc.enable()
+        gc.collect()

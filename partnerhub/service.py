@@ -151,23 +151,25 @@ def create_service_app(spec: ServiceSpec, settings: Settings | None = None) -> F
         try:
             yield
         finally:
-            await ctx.drain()
-            # Periodic sweeps loop until cancelled; a sweep cut short rolls back and runs again next start.
-            for task in background:
-                task.cancel()
-            for runner in ctx.consumers:
-                runner.stop()
-            if ctx.relay is not None:
-                ctx.relay.stop()
-            if ctx.tasks:
-                _done, pending = await asyncio.wait(ctx.tasks, timeout=10)
-                for task in pending:
+            try:
+                await ctx.drain()
+                # Periodic sweeps loop until cancelled; a sweep cut short rolls back and runs again next start.
+                for task in background:
                     task.cancel()
-                await asyncio.gather(*pending, return_exceptions=True)
-            await producer.stop()
-            await ctx.http.aclose()
-            await db.dispose()
-            await collection.stop()
+                for runner in ctx.consumers:
+                    runner.stop()
+                if ctx.relay is not None:
+                    ctx.relay.stop()
+                if ctx.tasks:
+                    _done, pending = await asyncio.wait(ctx.tasks, timeout=10)
+                    for task in pending:
+                        task.cancel()
+                    await asyncio.gather(*pending, return_exceptions=True)
+                await producer.stop()
+                await ctx.http.aclose()
+                await db.dispose()
+            finally:
+                await collection.stop()
             log.info("service stopped", extra={"fields": {"service": spec.name}})
 
     app = FastAPI(

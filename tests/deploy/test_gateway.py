@@ -242,7 +242,7 @@ def test_the_cluster_gateway_points_at_the_cluster_services() -> None:
 
 @pytest.fixture(scope="module")
 def nginx_cache(request: pytest.FixtureRequest) -> Path:
-    cache = request.config.cache
+    cache = getattr(request.config, "cache", None)  # absent under -p no:cacheprovider
     if cache is None:
         return Path(tempfile.gettempdir()) / "partnerhub-test-nginx"
     return Path(cache.mkdir("nginx"))

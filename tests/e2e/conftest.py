@@ -26,7 +26,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from partnerhub import SERVICES
 from partnerhub.auth import issue_token
 from partnerhub.config import Settings
-from partnerhub.embedded import free_port
+from partnerhub.embedded import free_ports
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "e2e-secret-" + "z" * 32
@@ -50,11 +50,16 @@ class Hub:
     """One `partnerhub up` process on a data directory, with its own ports."""
 
     data_dir: Path
-    ports: dict[str, int] = field(default_factory=lambda: {s: free_port() for s in SERVICES})
-    broker_port: int = field(default_factory=free_port)
+    ports: dict[str, int] = field(default_factory=dict)
+    broker_port: int = 0
     process: subprocess.Popen[bytes] | None = None
     output: Path | None = None
     runs: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.ports:
+            *services, self.broker_port = free_ports(len(SERVICES) + 1)
+            self.ports = dict(zip(SERVICES, services, strict=True))
 
     @property
     def bootstrap(self) -> str:

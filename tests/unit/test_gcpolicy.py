@@ -12,6 +12,7 @@ from partnerhub.gcpolicy import ScheduledCollection
 
 async def test_collection_is_scheduled_while_any_service_runs(monkeypatch) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.setattr(gcpolicy, "YOUNG_EVERY_SECONDS", 0.01)
+    monkeypatch.setattr(gcpolicy, "_holders", 0)  # whatever services of other tests still hold
     collected: list[int] = []
     gc.callbacks.append(lambda phase, info: collected.append(info["generation"]) if phase == "stop" else None)
     try:
@@ -46,3 +47,15 @@ async def test_cyclic_garbage_is_freed_by_the_schedule(monkeypatch) -> None:  # 
         await asyncio.wait_for(freed.wait(), 5)
     finally:
         await collection.stop()
+
+
+async def test_a_service_that_never_stopped_releases_the_policy_with_its_loop(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setattr(gcpolicy, "_holders", 0)
+    collection = ScheduledCollection()
+    collection.start()
+    assert not gc.isenabled()
+    assert collection.task is not None
+    collection.task.cancel()  # what closing the event loop does to a task nobody stopped
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert gc.isenabled()
