@@ -62,7 +62,7 @@ class Settings(BaseSettings):
     # answers as soon as data arrives), so it bounds how soon an event is seen; shorter costs more requests.
     consumer_fetch_wait_ms: int = 25
     # Batches a consumer of a topic that allows it (sales.recorded) applies at once, in transactions of their own.
-    consumer_concurrency: int = 2
+    consumer_concurrency: int = 3
     drain_timeout_seconds: float = 30.0
     # How often periodic sweeps (certification expiry, preregistration expiry, ...) run.
     sweep_interval_seconds: float = 60.0
