@@ -11,12 +11,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from pydantic import ValidationError
 
 from partnerhub.config import Settings
-from partnerhub.db import Database, Transaction, is_transient
+from partnerhub.db import Database, Transaction, is_transient, write_letter
 from partnerhub.events import CloudEvent, EnvelopeError, parse_event
 from partnerhub.kafka import bootstrap, dead_letter_topic
 from partnerhub.logs import set_traceparent
@@ -82,14 +82,12 @@ class ConsumerRunner:
         service: str,
         name: str,
         db: Database,
-        producer: AIOKafkaProducer,
         settings: Settings,
         subscriptions: list[Subscription],
     ) -> None:
         self.service = service
         self.group_id = f"{service}.{name}"
         self.db = db
-        self.producer = producer
         self.settings = settings
         self.handlers = {sub.topic: sub.handlers for sub in subscriptions}
         self.batch_handlers = {sub.topic: sub.batch_handlers for sub in subscriptions}
@@ -295,12 +293,20 @@ class ConsumerRunner:
                         outcomes[id(message)] = "duplicate"
                 set_traceparent(events[0].traceparent if events else None)
                 refused = await handler(tx, events) if events else {}
+                # The refused events' letters commit with the rest of the batch, or not at all.
+                lettered: list[tuple[ConsumerRecord, str]] = []
+                for message, event in handled:
+                    if event.id in refused and outcomes[id(message)] == "applied":
+                        reason = refused[event.id]
+                        if await self._letter(tx, message, reason, event.id):
+                            outcomes[id(message)] = "dead_lettered"
+                            lettered.append((message, reason))
+                        else:
+                            outcomes[id(message)] = "duplicate"
+            for message, reason in lettered:
+                self._lettered(message, reason)
         finally:
             set_traceparent(None)
-        for message, event in handled:
-            if event.id in refused and outcomes[id(message)] == "applied":
-                await self.dead_letter(message, refused[event.id], event.id)
-                outcomes[id(message)] = "dead_lettered"
         return [(m, outcomes[id(m)]) for m, _ in parsed]
 
     async def _run_batch(self, tx: Transaction, key: tuple[str, str] | None, events: list[CloudEvent]) -> None:
@@ -398,45 +404,49 @@ class ConsumerRunner:
         )
         return result.scalar() is not None
 
-    async def _seen(self, event_id: str) -> bool:
-        async with self.db.transaction() as tx:
-            found = await tx.session.execute(
-                sa.text("SELECT 1 FROM inbox WHERE consumer = :consumer AND event_id = :event_id"),
-                {"consumer": self.group_id, "event_id": event_id},
-            )
-            return found.scalar() is not None
-
     async def dead_letter(self, message: ConsumerRecord, reason: str, event_id: str | None) -> None:
-        """Sends the message unchanged to `<topic>.dlq`, then records it so a redelivery is not sent twice."""
-        if not self.inbox.get(message.topic, True):
-            event_id = None  # a topic without an inbox: its handlers refuse a redelivered bad event again
-        if event_id is not None:
-            try:
-                if await self._seen(event_id):
-                    return
-            except Exception as exc:
-                if is_transient(exc):
-                    raise
-                event_id = None  # an id the inbox cannot even hold: letter it without a record
+        """Letters the message in a transaction of its own (see `_letter`), then counts and logs it."""
+        async with self.db.transaction() as tx:
+            lettered = await self._letter(tx, message, reason, event_id)
+        if lettered:
+            self._lettered(message, reason)
+
+    async def _letter(self, tx: Transaction, message: ConsumerRecord, reason: str, event_id: str | None) -> bool:
+        """Sends the message unchanged to `<topic>.dlq` through the outbox, in `tx` with its records: by position
+        always (a redelivery after a crash, before the offset was committed, is not lettered again, even a
+        message that is not an event at all), and by event id where the topic keeps an inbox (nor is a replay of
+        the event). Returns False when the message was lettered or applied before."""
+        if (event_id is not None and self.inbox.get(message.topic, True)
+                and not await self._record_in_inbox(tx, message, event_id, "dead_lettered")):
+            return False
+        recorded = await tx.session.execute(
+            sa.text(
+                'INSERT INTO dead_letters (consumer, topic, partition, "offset", event_id, reason) '
+                "VALUES (:consumer, :topic, :partition, :offset, :event_id, :reason) "
+                "ON CONFLICT DO NOTHING RETURNING 1"
+            ),
+            {"consumer": self.group_id, "topic": message.topic, "partition": message.partition,
+             "offset": message.offset, "event_id": event_id, "reason": reason},
+        )
+        if recorded.scalar() is None:
+            return False
         headers = [
-            *[(k, v) for k, v in (message.headers or ()) if not k.startswith("dlq.")],
+            *[(k, bytes(v or b"")) for k, v in (message.headers or ()) if not k.startswith("dlq.")],
             ("dlq.reason", reason.encode()),
             ("dlq.topic", message.topic.encode()),
             ("dlq.partition", str(message.partition).encode()),
             ("dlq.offset", str(message.offset).encode()),
         ]
-        await self.producer.send_and_wait(
-            dead_letter_topic(message.topic), message.value, key=message.key, headers=headers
-        )
-        if event_id is not None:
-            async with self.db.transaction() as tx:
-                await self._record_in_inbox(tx, message, event_id, "dead_lettered")
+        await write_letter(tx.session, event_id, dead_letter_topic(message.topic), message.key, message.value,
+                           headers)
+        return True
+
+    def _lettered(self, message: ConsumerRecord, reason: str) -> None:
         EVENTS_DEAD_LETTERED.labels(self.service, message.topic).inc()
         log.warning(
             "message dead-lettered",
             extra={"fields": {"topic": message.topic, "offset": message.offset, "reason": reason}},
         )
-
 
 def _header(message: ConsumerRecord, name: str) -> str | None:
     for key, value in message.headers or ():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
@@ -35,6 +36,10 @@ def add_shared_tables(metadata: sa.MetaData) -> None:
         sa.Column("payload", sa.Text, nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
         sa.Column("published_at", sa.DateTime(timezone=True)),
+        # A dead letter is the consumed message verbatim: the relay sends these instead of key and payload.
+        sa.Column("raw_key", sa.LargeBinary),
+        sa.Column("raw_value", sa.LargeBinary),
+        sa.Column("headers", JSONB),
         sa.Index("outbox_unpublished", "id", postgresql_where=sa.text("published_at IS NULL")),
     )
     sa.Table(
@@ -48,6 +53,20 @@ def add_shared_tables(metadata: sa.MetaData) -> None:
         sa.Column("outcome", sa.Text, nullable=False),
         sa.Column("processed_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
         sa.Index("inbox_processed", "processed_at"),
+    )
+    sa.Table(
+        # Every message a consumer dead-lettered, by position: written with the letter, so a redelivery of the
+        # message (the consumer died before committing its offset) is not lettered again.
+        "dead_letters",
+        metadata,
+        sa.Column("consumer", sa.Text, primary_key=True),
+        sa.Column("topic", sa.Text, primary_key=True),
+        sa.Column("partition", sa.Integer, primary_key=True),
+        sa.Column("offset", sa.BigInteger, primary_key=True),
+        sa.Column("event_id", sa.Text),
+        sa.Column("reason", sa.Text, nullable=False),
+        sa.Column("lettered_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+        sa.Index("dead_letters_lettered", "lettered_at"),
     )
     sa.Table(
         "idempotency_keys",
@@ -216,6 +235,19 @@ async def write_outbox(session: AsyncSession, source: str, events: list[Outgoing
             [{"event_id": r[0], "topic": r[1], "key": r[2], "payload": r[3]} for r in rows],
         )
     # Delivered at commit, so the relay wakes the moment the rows become visible.
+    await session.execute(sa.text("SELECT pg_notify(:channel, '')"), {"channel": OUTBOX_CHANNEL})
+
+
+async def write_letter(session: AsyncSession, event_id: str | None, topic: str, key: bytes | None,
+                       value: bytes | None, headers: Sequence[tuple[str, bytes]]) -> None:
+    """A message to publish exactly as given (a dead letter: the consumed bytes, whatever they are), in the
+    session's transaction; header values travel base64-encoded in the row."""
+    await session.execute(
+        sa.text("INSERT INTO outbox (event_id, topic, key, payload, raw_key, raw_value, headers) "
+                "VALUES (:event_id, :topic, '', '', :raw_key, :raw_value, CAST(:headers AS jsonb))"),
+        {"event_id": event_id or "", "topic": topic, "raw_key": key, "raw_value": value,
+         "headers": json.dumps([[name, base64.b64encode(content).decode()] for name, content in headers])},
+    )
     await session.execute(sa.text("SELECT pg_notify(:channel, '')"), {"channel": OUTBOX_CHANNEL})
 
 

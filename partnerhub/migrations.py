@@ -9,6 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import create_async_engine
 
 SERVICES_DIR = Path(__file__).resolve().parent.parent / "services"
@@ -90,3 +91,33 @@ def text_outbox_upgrade(op: Any) -> None:
 
 def text_outbox_downgrade(op: Any) -> None:
     op.execute("ALTER TABLE outbox ALTER COLUMN payload TYPE json USING payload::json")
+
+
+def dead_letters_upgrade(op: Any) -> None:
+    """Every service's dead letters are transactional (v4): a letter is an outbox row carrying the consumed message
+    verbatim (`raw_key`, `raw_value` and `headers` set; the relay sends those instead of `key` and `payload`),
+    written in the same transaction as the message's record in `dead_letters` (by position: topic, partition and
+    offset), so however a consumer dies, each bad message is lettered exactly once."""
+    op.add_column("outbox", sa.Column("raw_key", sa.LargeBinary()))
+    op.add_column("outbox", sa.Column("raw_value", sa.LargeBinary()))
+    op.add_column("outbox", sa.Column("headers", JSONB()))
+    op.create_table(
+        "dead_letters",
+        sa.Column("consumer", sa.Text(), nullable=False),
+        sa.Column("topic", sa.Text(), nullable=False),
+        sa.Column("partition", sa.Integer(), nullable=False),
+        sa.Column("offset", sa.BigInteger(), nullable=False),
+        sa.Column("event_id", sa.Text()),
+        sa.Column("reason", sa.Text(), nullable=False),
+        sa.Column("lettered_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
+        sa.PrimaryKeyConstraint("consumer", "topic", "partition", "offset"),
+    )
+    op.create_index("dead_letters_lettered", "dead_letters", ["lettered_at"])
+
+
+def dead_letters_downgrade(op: Any) -> None:
+    op.drop_index("dead_letters_lettered", table_name="dead_letters")
+    op.drop_table("dead_letters")
+    op.execute("DELETE FROM outbox WHERE headers IS NOT NULL")
+    for column in ("headers", "raw_value", "raw_key"):
+        op.drop_column("outbox", column)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import json
 import logging
 from collections import deque
 from collections.abc import Iterable, Sequence
@@ -30,31 +32,48 @@ MEASURE_EVERY_SECONDS = 1.0
 # acknowledged its next batch is already waiting, so the broker is never left idle for a database read.
 READ_AHEAD_READS = 16
 
-# The key and payload arrive as the bytes Kafka sends (no str per row, no encode). Rows are read past a
-# cursor, so reads go on while earlier rows are still in flight and not yet marked published.
+# The key and payload arrive as the bytes Kafka sends (no str per row, no encode); a row with headers (a dead
+# letter) is sent as its raw key and value. Rows are read past a cursor, so reads go on while earlier rows are
+# still in flight and not yet marked published.
 FETCH_UNPUBLISHED = (
-    "SELECT id, topic, convert_to(key, 'UTF8') AS key, convert_to(payload, 'UTF8') AS payload "
+    "SELECT id, topic, "
+    "CASE WHEN headers IS NULL THEN convert_to(key, 'UTF8') ELSE raw_key END AS key, "
+    "CASE WHEN headers IS NULL THEN convert_to(payload, 'UTF8') ELSE raw_value END AS payload, "
+    "headers::text AS headers "
     "FROM outbox WHERE published_at IS NULL AND id > $1 ORDER BY id LIMIT $2"
 )
 MARK_PUBLISHED = "UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])"
 
 
+NO_HEADERS: list[tuple[str, bytes]] = []
+
+
 class OutboxRow(NamedTuple):
     id: int
     topic: str
-    key: bytes
-    payload: bytes
+    key: bytes | None
+    payload: bytes | None
+    # aiokafka's record builder takes a list; the shared empty one is never changed.
+    headers: list[tuple[str, bytes]] = NO_HEADERS
+
+
+def _headers(text: str | None) -> list[tuple[str, bytes]]:
+    """A row's headers ([name, base64 value] pairs), as Kafka takes them."""
+    if text is None:
+        return NO_HEADERS
+    return [(name, base64.b64decode(value)) for name, value in json.loads(text)]
 
 
 class RecordBatch(Protocol):
     """What the relay needs of aiokafka's BatchBuilder: append answers None once the batch is full."""
 
-    def append(self, *, timestamp: int | None, key: bytes | None, value: bytes | None) -> object | None: ...
+    def append(self, *, timestamp: int | None, key: bytes | None, value: bytes | None,
+               headers: list[tuple[str, bytes]]) -> object | None: ...
 
 
-def kafka_partition(key: bytes, partitions: Sequence[int]) -> int:
+def kafka_partition(key: bytes | None, partitions: Sequence[int]) -> int:
     """The partition every Kafka client's default partitioner picks for a key (murmur2), so a key lands where
-    any other producer of the topic would put it."""
+    any other producer of the topic would put it (a message without a key, to any of them)."""
     return int(DefaultPartitioner()(key, list(partitions), list(partitions)))
 
 
@@ -74,7 +93,7 @@ class Lane:
         waiting = self.waiting
         while waiting:
             row = waiting[0]
-            if batch.append(timestamp=None, key=row.key, value=row.payload) is None:
+            if batch.append(timestamp=None, key=row.key, value=row.payload, headers=row.headers) is None:
                 break
             waiting.popleft()
             ids.append(row.id)
@@ -95,7 +114,7 @@ class Publication:
         self.closed = False
         self._acknowledged: list[int] = []
         self._partitions: dict[str, list[int]] = {}
-        self._routes: dict[tuple[str, bytes], Lane] = {}
+        self._routes: dict[tuple[str, bytes | None], Lane] = {}
         self._drivers: set[asyncio.Task[None]] = set()
         # The reader waits for room to read ahead, the marker for acknowledged ids: each clears its own.
         self._progress = asyncio.Event()
@@ -306,7 +325,7 @@ class OutboxRelay:
                 exhausted = len(records) < self.batch_size
                 if records:
                     after = records[-1][0]
-                    await publication.add(OutboxRow(r[0], r[1], r[2], r[3]) for r in records)
+                    await publication.add(OutboxRow(r[0], r[1], r[2], r[3], _headers(r[4])) for r in records)
             elif publication.settled:
                 return
             else:
@@ -345,9 +364,14 @@ class OutboxRelay:
             "DELETE FROM outbox WHERE published_at < now() - make_interval(days => $1)",
             self.settings.outbox_retention_days,
         )
-        # An inbox row must outlive every replay that could bring its event back: twice the outbox retention.
+        # An inbox row must outlive every replay that could bring its event back: twice the outbox retention;
+        # a dead letter's record too.
         await conn.execute(
             "DELETE FROM inbox WHERE processed_at < now() - make_interval(days => $1)",
+            2 * self.settings.outbox_retention_days,
+        )
+        await conn.execute(
+            "DELETE FROM dead_letters WHERE lettered_at < now() - make_interval(days => $1)",
             2 * self.settings.outbox_retention_days,
         )
 

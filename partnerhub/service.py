@@ -130,7 +130,7 @@ def create_service_app(spec: ServiceSpec, settings: Settings | None = None) -> F
         if settings.run_workers:
             ctx.relay = OutboxRelay(spec.name, settings.database_url(spec.name), producer, settings)
             ctx.consumers = [
-                ConsumerRunner(spec.name, sub.topic, db, producer, settings, [sub])
+                ConsumerRunner(spec.name, sub.topic, db, settings, [sub])
                 for sub in spec.subscriptions(ctx)
             ]
             ctx.tasks = [asyncio.create_task(ctx.relay.run(), name=f"{spec.name}-relay")]

@@ -21,6 +21,7 @@ from partnerhub.db import Database, Transaction, asyncpg_dsn
 from partnerhub.events import CloudEvent, OutgoingEvent, dumps
 from partnerhub.kafka import ensure_topics, make_producer
 from partnerhub.logs import JsonFormatter, trace_id
+from partnerhub.relay import OutboxRelay
 from tests.conftest import Infrastructure, eventually, running_service
 
 PARTNER = {"name": "Traced Partner GmbH", "country": "DE", "region": "EMEA", "types": ["sales"]}
@@ -99,10 +100,8 @@ async def test_a_request_trace_reaches_the_outbox_kafka_and_a_consumers_logs(inf
         assert payload["traceparent"] == traceparent
 
         db = Database(infrastructure.database_urls["accounts"], consumer_service)
-        producer = make_producer(settings)
-        await producer.start()
         runner = ConsumerRunner(
-            consumer_service, "registry.partners", db, producer, settings,
+            consumer_service, "registry.partners", db, settings,
             [Subscription("registry.partners", {"partner.registered": on_registered})],
         )
         with captured_logs() as logs:
@@ -112,7 +111,6 @@ async def test_a_request_trace_reaches_the_outbox_kafka_and_a_consumers_logs(inf
             finally:
                 runner.stop()
                 await asyncio.wait_for(task, 30)
-                await producer.stop()
                 await db.dispose()
         assert seen[partner_id] == traceparent
         handled = [line for line in logs.lines if line.get("partner_id") == partner_id]
@@ -146,15 +144,17 @@ async def test_a_dead_lettered_event_is_logged_with_its_trace_and_counted(infras
     db = Database(infrastructure.database_urls["incentives"], service)
     producer = make_producer(settings)
     await producer.start()
-    runner = ConsumerRunner(service, topic, db, producer, settings, [Subscription(topic, {"sale.recorded": refuse})])
+    runner = ConsumerRunner(service, topic, db, settings, [Subscription(topic, {"sale.recorded": refuse})])
+    # The letter goes out through the database's outbox, like every event.
+    relay = OutboxRelay(service, infrastructure.database_urls["incentives"], producer, settings)
     with captured_logs() as logs:
         await producer.send_and_wait(topic, dumps(event.envelope("tests", traceparent)), key=b"acct-1")
-        task = asyncio.create_task(runner.run())
+        tasks = [asyncio.create_task(runner.run()), asyncio.create_task(relay.run())]
         try:
             await eventually(lambda: any(line["message"] == "message dead-lettered" for line in logs.lines), within=60)
         finally:
             runner.stop()
-            await asyncio.wait_for(task, 30)
+            await asyncio.wait_for(tasks[0], 30)
     dead = next(line for line in logs.lines if line["message"] == "message dead-lettered")
     assert dead["trace_id"] == trace and dead["topic"] == topic
     assert dead["reason"] == "the sale conflicts with one already recorded"
@@ -166,6 +166,8 @@ async def test_a_dead_lettered_event_is_logged_with_its_trace_and_counted(infras
         batch = await asyncio.wait_for(reader.getone(), 30)
     finally:
         await reader.stop()
+        relay.stop()
+        await asyncio.wait_for(tasks[1], 30)
         await producer.stop()
         await db.dispose()
     headers = {key: value.decode() for key, value in batch.headers}

@@ -17,43 +17,19 @@ from dataclasses import dataclass
 
 import asyncpg
 import pytest
-import sqlalchemy as sa
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from prometheus_client import REGISTRY
 
 from partnerhub.config import Settings
-from partnerhub.db import OUTBOX_CHANNEL, add_shared_tables, make_engine
-from partnerhub.embedded import TansuBroker, create_databases, drop_databases
+from partnerhub.db import OUTBOX_CHANNEL
+from partnerhub.embedded import TansuBroker
 from partnerhub.kafka import PRODUCER_LINGER_MS, PRODUCER_MAX_BATCH_BYTES, ensure_topics, make_producer
 from partnerhub.relay import OutboxRelay, kafka_partition
 from tests.conftest import Infrastructure, eventually
+from tests.relay.conftest import Outbox
 
 PARTITIONS = 6
 KEYS = [str(uuid.uuid4()) for _ in range(40)]
-
-
-@dataclass(frozen=True)
-class Outbox:
-    url: str
-    dsn: str
-
-
-@pytest.fixture(scope="module")
-async def outbox(infrastructure: Infrastructure) -> AsyncIterator[Outbox]:
-    """A database of the relay's own holding the shared outbox and inbox tables, and nothing else."""
-    name = f"ph_relay_{secrets.token_hex(4)}"
-    await create_databases(infrastructure.admin_dsn, [name])
-    head, _, query = infrastructure.admin_dsn.partition("?")
-    dsn = head.rsplit("/", 1)[0] + f"/{name}" + (f"?{query}" if query else "")
-    url = dsn.replace("postgresql://", "postgresql+asyncpg://", 1)
-    engine = make_engine(url)
-    metadata = sa.MetaData()
-    add_shared_tables(metadata)
-    async with engine.begin() as conn:
-        await conn.run_sync(metadata.create_all)
-    await engine.dispose()
-    yield Outbox(url, dsn)
-    await drop_databases(infrastructure.admin_dsn, [name])
 
 
 @pytest.fixture
