@@ -96,12 +96,22 @@ class ConsumerRunner:
         # Batches in flight at once, each over partitions no other holds, so every partition keeps its order.
         self.concurrency = settings.consumer_concurrency if all(sub.parallel for sub in subscriptions) else 1
         self.consumer: AIOKafkaConsumer | None = None
+        self._consuming = False
         self._stopping = asyncio.Event()
         self.started = asyncio.Event()
         self.created = time.monotonic()
 
     def stop(self) -> None:
         self._stopping.set()
+
+    def consuming(self) -> bool:
+        """The consumer joined its group and knows its position on every partition it was given (none at all,
+        where the group has more members than partitions). Once so, it stays so until the consumer is replaced
+        (the broker was lost): a later rebalance, a replica joining, must not take every replica out of service
+        at once."""
+        if not self._consuming and self.consumer is not None:
+            self._consuming = _positioned(self.consumer)
+        return self._consuming
 
     async def lag(self) -> int | None:
         """Messages behind the partition ends, or None before the group is joined and fetched."""
@@ -134,6 +144,7 @@ class ConsumerRunner:
                 **membership(self.settings, self.group_id),
             )
             try:
+                self._consuming = False
                 await consumer.start()
                 self.consumer = consumer
                 self.started.set()
@@ -447,6 +458,17 @@ class ConsumerRunner:
             "message dead-lettered",
             extra={"fields": {"topic": message.topic, "offset": message.offset, "reason": reason}},
         )
+
+def _positioned(consumer: AIOKafkaConsumer) -> bool:
+    """An assignment arrived, no rebalance is under way, and every assigned partition has its position (its
+    committed offset, or the reset one). aiokafka exposes neither as public API, so this reads its subscription
+    state; the pinned version is the one it was written against, and the readiness test covers it."""
+    subscription = consumer._subscription.subscription
+    if subscription is None or subscription.assignment is None or subscription._reassignment_in_progress:
+        return False
+    assignment = subscription.assignment
+    return all(assignment.state_value(tp).has_valid_position for tp in assignment.tps)
+
 
 def _header(message: ConsumerRecord, name: str) -> str | None:
     for key, value in message.headers or ():

@@ -215,7 +215,8 @@ def create_service_app(spec: ServiceSpec, settings: Settings | None = None) -> F
     async def healthz() -> dict[str, str]:
         return {"status": "ok", "service": spec.name}
 
-    @app.get("/readyz", tags=["health"], summary="Readiness: the database and the broker answer")
+    @app.get("/readyz", tags=["health"],
+             summary="Readiness: the database and the broker answer, and every consumer has joined its group")
     async def readyz(ctx: Ctx) -> JSONResponse:
         checks: dict[str, str] = {}
         try:
@@ -228,6 +229,10 @@ def create_service_app(spec: ServiceSpec, settings: Settings | None = None) -> F
             checks["broker"] = "ok"
         except Exception as exc:
             checks["broker"] = f"unavailable: {type(exc).__name__}"
+        if ctx.consumers:
+            # Ready means consuming: an event published now will be taken in, not wait out a group join.
+            joining = sorted(runner.group_id for runner in ctx.consumers if not runner.consuming())
+            checks["consumers"] = f"joining: {', '.join(joining)}" if joining else "ok"
         ready = all(v == "ok" for v in checks.values())
         return JSONResponse(
             {"status": "ready" if ready else "unavailable", "service": spec.name, "checks": checks},

@@ -107,7 +107,8 @@ def tokens(settings: Settings) -> Callable[..., dict[str, str]]:
 
 @asynccontextmanager
 async def running_service(name: str) -> AsyncIterator[httpx.AsyncClient]:
-    """One service in-process with its relay and consumers running, reached over ASGI."""
+    """One service in-process with its relay and consumers running, reached over ASGI; yielded once ready (its
+    consumers joined their groups), as an orchestrator would route to it."""
     import importlib
 
     app = importlib.import_module(f"services.{name}.app").create_app()
@@ -115,6 +116,11 @@ async def running_service(name: str) -> AsyncIterator[httpx.AsyncClient]:
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url=f"http://{name}") as client:
             client.app = app  # type: ignore[attr-defined]
+
+            async def ready() -> bool:
+                return (await client.get("/readyz")).status_code == 200
+
+            await eventually(ready, within=60)
             yield client
 
 

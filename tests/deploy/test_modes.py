@@ -8,7 +8,7 @@ import pytest
 from partnerhub.config import get_settings
 from partnerhub.service import ServiceContext, create_service_app
 from services.accounts.app import SPEC as ACCOUNTS
-from tests.conftest import Infrastructure
+from tests.conftest import Infrastructure, eventually
 
 
 async def test_an_api_pod_serves_routes_and_runs_no_workers(infrastructure: Infrastructure) -> None:
@@ -32,7 +32,14 @@ async def test_a_worker_pod_runs_relay_and_consumers_and_serves_no_routes(infras
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://accounts") as client:
             assert (await client.get("/v1/accounts")).status_code == 404
             assert (await client.get("/healthz")).status_code == 200
-            assert (await client.get("/readyz")).status_code == 200
+
+            async def readiness() -> dict[str, str]:
+                answer = await client.get("/readyz")
+                return answer.json()["checks"] if answer.status_code == 200 else {}
+
+            # Ready once its consumer has joined its group and knows where to read: not before.
+            checks = await eventually(readiness, within=60)
+            assert checks["consumers"] == "ok" and all(runner.consuming() for runner in ctx.consumers)
             assert (await client.get("/metrics")).status_code == 200
     assert not [path for path in app.openapi()["paths"] if path.startswith("/v1")]
 
