@@ -97,7 +97,8 @@ def verify_token(token: str, settings: Settings) -> Principal:
     return Principal(sub=str(claims["sub"]), role=Role(role), partner_id=partner_id)
 
 
-def authenticate(request: Request) -> Principal:
+async def authenticate(request: Request) -> Principal:
+    # async: FastAPI would run a plain function in its thread pool, a thread hop on every request.
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
@@ -108,7 +109,7 @@ def authenticate(request: Request) -> Principal:
 def require(*roles: Role):  # type: ignore[no-untyped-def]
     allowed = frozenset(roles)
 
-    def dependency(principal: Annotated[Principal, Depends(authenticate)]) -> Principal:
+    async def dependency(principal: Annotated[Principal, Depends(authenticate)]) -> Principal:
         if principal.role not in allowed:
             names = ", ".join(sorted(r.value for r in allowed))
             raise Problem(403, "Forbidden", f"this call is for the roles: {names}")

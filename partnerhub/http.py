@@ -85,7 +85,8 @@ def json_response(
 ) -> JSONResponse:
     """A JSON answer; with an ETag from the resource's version, or for a derived resource (a statement) from a
     digest of its content."""
-    content = jsonable_encoder(body)
+    # A model is dumped by pydantic's own serialiser (jsonable_encoder walks it in Python).
+    content = body.model_dump(mode="json", by_alias=True) if isinstance(body, BaseModel) else jsonable_encoder(body)
     headers = {"ETag": etag_of(etag_version)} if etag_version is not None else None
     if derived_etag:
         digest = hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:32]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-import secrets
+import random
 import sys
 from contextvars import ContextVar
 from datetime import UTC, datetime
@@ -13,8 +13,14 @@ from datetime import UTC, datetime
 _traceparent: ContextVar[str | None] = ContextVar("traceparent", default=None)
 
 
+# Trace ids need to be unique, not secret: a generator seeded from the OS (again in every forked child) instead of
+# a read of /dev/urandom per request.
+_trace_ids = random.Random()
+os.register_at_fork(after_in_child=_trace_ids.seed)
+
+
 def new_traceparent() -> str:
-    return f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-01"
+    return f"00-{_trace_ids.getrandbits(128):032x}-{_trace_ids.getrandbits(64):016x}-01"
 
 
 def current_traceparent() -> str | None:

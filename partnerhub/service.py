@@ -16,6 +16,7 @@ from aiokafka import AIOKafkaProducer
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from partnerhub.config import Settings, get_settings
 from partnerhub.consumer import ConsumerRunner, Subscription
@@ -79,12 +80,48 @@ class ServiceContext:
         log.warning("drain timed out; stopping with work left for the next start")
 
 
-def context(request: Request) -> ServiceContext:
+async def context(request: Request) -> ServiceContext:
     ctx: ServiceContext = request.app.state.ctx
     return ctx
 
 
 Ctx = Annotated[ServiceContext, Depends(context)]
+
+
+class TraceAndMeasure:
+    """Every request runs under its traceparent (the caller's, or a new one), answers it in a `traceparent`
+    header, and is timed by route template and status. Plain ASGI: Starlette's BaseHTTPMiddleware would run each
+    request through a task and memory streams of its own."""
+
+    def __init__(self, app: ASGIApp, service: str, full_paths: dict[int, str]) -> None:
+        self.app = app
+        self.service = service
+        self.full_paths = full_paths
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        traceparent = next((value.decode("latin-1") for name, value in scope["headers"] if name == b"traceparent"),
+                           None) or new_traceparent()
+        set_traceparent(traceparent)
+        started = time.perf_counter()
+        status = 500
+
+        async def answer(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", ()), (b"traceparent", traceparent.encode("latin-1"))]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, answer)
+        finally:
+            route = scope.get("route")
+            template = self.full_paths.get(id(route)) or getattr(route, "path", "unmatched")
+            HTTP_LATENCY.labels(self.service, scope["method"], template, str(status)).observe(
+                time.perf_counter() - started)
 
 
 @dataclass(frozen=True)
@@ -197,19 +234,7 @@ def create_service_app(spec: ServiceSpec, settings: Settings | None = None) -> F
     full_paths = {id(route): f"/v1{path}" for router in spec.routers for route in router.routes
                   if isinstance(path := getattr(route, "path", None), str)}
 
-    @app.middleware("http")
-    async def trace_and_measure(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        traceparent = request.headers.get("traceparent") or new_traceparent()
-        set_traceparent(traceparent)
-        started = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        template = full_paths.get(id(route)) or getattr(route, "path", "unmatched")
-        HTTP_LATENCY.labels(spec.name, request.method, template, str(response.status_code)).observe(
-            time.perf_counter() - started
-        )
-        response.headers["traceparent"] = traceparent
-        return response
+    app.add_middleware(TraceAndMeasure, service=spec.name, full_paths=full_paths)
 
     @app.get("/healthz", tags=["health"], summary="Liveness")
     async def healthz() -> dict[str, str]:

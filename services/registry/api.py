@@ -100,8 +100,7 @@ async def list_partners(
 )
 async def get_partner(partner_id: uuid.UUID, ctx: Ctx, principal: Anyone) -> JSONResponse:
     ensure_partner_scope(principal, partner_id)
-    async with ctx.db.transaction() as tx:
-        partner = await usecases.get_partner(tx, partner_id)
+    partner = await usecases.read_partner(ctx.db, partner_id)
     return json_response(_partner(partner), etag_version=partner["version"])
 
 

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import datetime
 from typing import Any
 
+import asyncpg
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.dialects.postgresql import aggregate_order_by, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from partnerhub.db import compiled, parameter
 from services.registry.models import certifications, partner_history, partner_tiers, partners
 
 CURRENT_TIER = (
@@ -31,8 +34,33 @@ EXPIRY_DUE = sa.and_(
     certifications.c.expires_at.is_not(None),
     certifications.c.expires_at <= sa.func.now(),
 )
+# One partner with its current tier and held certifications, in one statement (see Database.read).
+HELD_CERTIFICATIONS = (
+    sa.select(sa.func.coalesce(
+        sa.func.json_agg(aggregate_order_by(
+            sa.func.json_build_object("code", certifications.c.code, "issued_at", certifications.c.issued_at,
+                                      "expires_at", certifications.c.expires_at),
+            certifications.c.code)),
+        sa.text("'[]'::json")))
+    .where(certifications.c.partner_id == partners.c.id, HELD)
+    .scalar_subquery()
+)
+ONE_PARTNER = compiled(
+    sa.select(partners, CURRENT_TIER.label("tier"), HELD_CERTIFICATIONS.label("certifications"))
+    .where(partners.c.id == parameter(1, "uuid"))
+)
 # A parent chain longer than this is not followed further (a guard, not a business rule).
 MAX_CHAIN = 1000
+
+
+async def read_partner(connection: asyncpg.Connection, partner_id: uuid.UUID) -> dict[str, Any] | None:
+    row = await connection.fetchrow(ONE_PARTNER, partner_id)
+    if row is None:
+        return None
+    partner = dict(row)
+    held = partner["certifications"]  # the pool's connections decode json already
+    partner["certifications"] = json.loads(held) if isinstance(held, str) else held
+    return partner
 
 
 class PartnerRepository:

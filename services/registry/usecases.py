@@ -9,12 +9,12 @@ from typing import Any
 from fastapi.encoders import jsonable_encoder
 
 from partnerhub.auth import Principal
-from partnerhub.db import Transaction
+from partnerhub.db import Database, Transaction
 from partnerhub.events import OutgoingEvent
 from partnerhub.http import check_if_match
 from partnerhub.problems import Problem, conflict, illegal_move, not_found, unprocessable
 from partnerhub.timeutil import BEGINNING, isoformat, utcnow
-from services.registry import domain
+from services.registry import domain, repository
 from services.registry.domain import CertificationState
 from services.registry.repository import PartnerRepository
 from services.registry.schemas import CertificationIn, ParentIn, Partner, PartnerIn, StatusIn, TierIn
@@ -81,6 +81,15 @@ async def register_partner(tx: Transaction, principal: Principal, command: Partn
     tx.emit(event)
     await repo.record(partner_id, "registered", jsonable_encoder(command), principal.sub, event.id)
     return partner, partner["version"]
+
+
+async def read_partner(db: Database, partner_id: uuid.UUID) -> dict[str, Any]:
+    """One partner as GET answers it: one statement, outside a transaction."""
+    async with db.read() as connection:
+        partner = await repository.read_partner(connection, partner_id)
+    if partner is None:
+        raise not_found(f"partner {partner_id}")
+    return partner
 
 
 async def get_partner(tx: Transaction, partner_id: uuid.UUID) -> dict[str, Any]:

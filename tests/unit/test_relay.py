@@ -23,7 +23,8 @@ class CountedBatch:
     records: list[tuple[bytes | None, bytes | None]] = field(default_factory=list)
     closed: bool = False
 
-    def append(self, *, timestamp: int | None, key: bytes | None, value: bytes | None) -> object | None:
+    def append(self, *, timestamp: int | None, key: bytes | None, value: bytes | None,
+               headers: list[tuple[str, bytes]]) -> object | None:
         if self.closed or (self.records and len(self.records) >= self.capacity):
             return None
         self.records.append((key, value))
