@@ -75,7 +75,34 @@ def _why_refused(exc: jwt.PyJWTError, settings: Settings) -> str:
     return "the token is not valid"
 
 
+# Tokens already verified, with the window they are valid in: a client sends the same token with every
+# request, and checking its signature again (RS256 above all) would cost more than most requests. Keyed by the
+# verifying key too, so a changed secret verifies afresh; bounded, the oldest entries leave first.
+_verified: dict[tuple[str, str], tuple[Principal, float, float]] = {}
+VERIFIED_CACHE_SIZE = 10_000
+
+
 def verify_token(token: str, settings: Settings) -> Principal:
+    key = settings.jwt_public_key or settings.signing_secret
+    known = _verified.get((token, key))
+    if known is not None:
+        principal, not_before, expires = known
+        if not_before <= time.time() < expires:
+            return principal
+        del _verified[(token, key)]  # expired (or not valid yet): verified again, and refused with its reason
+    principal, claims = _verify(token, settings)
+    if len(_verified) >= VERIFIED_CACHE_SIZE:
+        del _verified[next(iter(_verified))]
+    _verified[(token, key)] = (principal, _number(claims.get("nbf"), float("-inf")),
+                               _number(claims.get("exp"), float("inf")))
+    return principal
+
+
+def _number(value: object, default: float) -> float:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else default
+
+
+def _verify(token: str, settings: Settings) -> tuple[Principal, dict[str, object]]:
     try:
         if settings.jwt_public_key:
             claims = jwt.decode(token, settings.jwt_public_key, algorithms=["RS256"], options={"require": ["sub"]})
@@ -94,7 +121,7 @@ def verify_token(token: str, settings: Settings) -> Principal:
             raise _unauthorized("a partner token needs a partner_id claim holding a partner id") from exc
     else:
         partner_id = None
-    return Principal(sub=str(claims["sub"]), role=Role(role), partner_id=partner_id)
+    return Principal(sub=str(claims["sub"]), role=Role(role), partner_id=partner_id), claims
 
 
 async def authenticate(request: Request) -> Principal:

@@ -82,6 +82,9 @@ async def test_a_sale_published_twice_is_accrued_once_and_conflicts_are_dead_let
     marker = f"M-{uuid.uuid4()}"
     await world.publish_sale(world.sale(marker, "10.00", "2026-03-06T10:00:00Z"))
     await world.amount_becomes(marker, "0.50")
+    # The sale may have arrived while a recalculation of the setup held its account (recorded as received, the
+    # pricer prices it moments later): wait for its accrual, then look at its ledger.
+    await world.amount_becomes(sale_id, "50.00")
     assert [e["amount"] for e in await world.ledger(sale_id)] == ["50.00"]
 
     dead = await _dead_letters(settings, "sales.recorded.dlq", lambda e: e.get("id") == conflicting_id)
