@@ -80,14 +80,23 @@ def check_if_match(if_match: str | None, current_version: int) -> None:
     )
 
 
+class EncodedJSONResponse(JSONResponse):
+    """A JSONResponse whose body was encoded ahead (bytes pass through as they are)."""
+
+    def render(self, content: Any) -> bytes:
+        return content if isinstance(content, bytes) else super().render(content)
+
+
 def json_response(
     body: Any, status_code: int = 200, etag_version: int | None = None, derived_etag: bool = False
 ) -> JSONResponse:
     """A JSON answer; with an ETag from the resource's version, or for a derived resource (a statement) from a
     digest of its content."""
-    # A model is dumped by pydantic's own serialiser (jsonable_encoder walks it in Python).
-    content = body.model_dump(mode="json", by_alias=True) if isinstance(body, BaseModel) else jsonable_encoder(body)
     headers = {"ETag": etag_of(etag_version)} if etag_version is not None else None
+    if isinstance(body, BaseModel) and not derived_etag:
+        # Encoded by pydantic's own serialiser in one pass (jsonable_encoder and json.dumps walk it in Python).
+        return EncodedJSONResponse(body.model_dump_json(by_alias=True).encode(), status_code, headers)
+    content = body.model_dump(mode="json", by_alias=True) if isinstance(body, BaseModel) else jsonable_encoder(body)
     if derived_etag:
         digest = hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:32]
         headers = {"ETag": f'W/"{digest}"'}
