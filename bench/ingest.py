@@ -259,7 +259,10 @@ async def confirm_through_api(client: httpx.AsyncClient, headers: dict[str, str]
 
 
 async def count_rows(connection: asyncpg.Connection) -> dict[str, int]:
-    return {table: int(await connection.fetchval(f"SELECT count(*) FROM {table}")) for table in COUNTED_TABLES}
+    counts = {table: int(await connection.fetchval(f"SELECT count(*) FROM {table}")) for table in COUNTED_TABLES}
+    counts["messages"] = int(await connection.fetchval(
+        "SELECT coalesce(sum(coalesce(cardinality(keys), 1)), 0) FROM outbox"))
+    return counts
 
 
 async def main(arguments: argparse.Namespace) -> None:
@@ -309,7 +312,7 @@ async def main(arguments: argparse.Namespace) -> None:
             hub = Timing(last - started, joined - started)
             statuses = await sale_statuses(connection)
             after = await count_rows(connection)
-            written = {table: after[table] - before[table] for table in COUNTED_TABLES}
+            written = {table: after[table] - before[table] for table in (*COUNTED_TABLES, "messages")}
 
     row("sales (N)", f"{count:>12,}")
     row("published (acks=all, pipelined)", f"{published:8.2f} s {count / published:>10,.0f} /s")
@@ -330,9 +333,10 @@ async def main(arguments: argparse.Namespace) -> None:
     row("API: sampled sales showing their accrual", f"{visible.sample_ok}/{visible.sampled}")
     row("API: one partner's accruals, paged by 500", f"{visible.partner_items:,} of {visible.partner_expected:,} "
         f"in {visible.pages} pages, {visible.walk_seconds:.2f} s")
-    row("rows written per sale", ", ".join(f"{table} {n / count:.2f}" for table, n in written.items())
-        + f"; total {sum(written.values()) / count:.2f}")
-    row("messages produced per sale (outbox rows)", f"{written['outbox'] / count:.2f}")
+    rows = {table: written[table] for table in COUNTED_TABLES}
+    row("rows written per sale", ", ".join(f"{table} {n / count:.3f}" for table, n in rows.items())
+        + f"; total {sum(rows.values()) / count:.2f}")
+    row("messages produced per sale", f"{written['messages'] / count:.2f}")
     print(f"  machine at the end: {machine()}")
     if visible.sample_ok != visible.sampled or visible.partner_items != visible.partner_expected \
             or set(statuses) != {"accrued"}:

@@ -106,7 +106,8 @@ def sale_rows(count: int, partner: uuid.UUID, account: uuid.UUID) -> Iterator[tu
 
 
 async def unpublished(connection: asyncpg.Connection) -> int:
-    return int(await connection.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL"))
+    return int(await connection.fetchval(
+        "SELECT coalesce(sum(coalesce(cardinality(keys), 1)), 0) FROM outbox WHERE published_at IS NULL"))
 
 
 async def main(arguments: argparse.Namespace) -> None:
@@ -175,8 +176,9 @@ async def main(arguments: argparse.Namespace) -> None:
             "SELECT id, sales_recomputed, sales_changed, delta::text AS delta FROM recalculation_runs "
             "WHERE trigger_event_id = $1", trigger)
         completed_events = await connection.fetchval(
-            "SELECT count(*) FROM outbox WHERE payload::json->>'type' = 'recalculation.completed' "
-            "AND payload::json->>'subject' = $1", str(run_row["id"]))
+            "SELECT count(*) FROM outbox, unnest(coalesce(payloads, ARRAY[payload])) AS p(payload) "
+            "WHERE p.payload::json->>'type' = 'recalculation.completed' AND p.payload::json->>'subject' = $1",
+            str(run_row["id"]))
         sample_ok = 0
         picks = random.Random(11).sample(range(count), min(SAMPLE, count))
         for i in picks:
@@ -196,7 +198,7 @@ async def main(arguments: argparse.Namespace) -> None:
             f"{hub:8.2f} s  ({run_row['sales_recomputed']:,} recomputed, {run_row['sales_changed']:,} changed, "
             f"delta {run_row['delta']})")
         row("ratio Partner Hub / raw (times)", f"{hub / raw:8.1f}")
-        row("recalculation.completed rows in the outbox", f"{completed_events}")
+        row("recalculation.completed events in the outbox", f"{completed_events}")
         row("API: sampled sales showing the new rebate", f"{sample_ok}/{len(picks)}")
         row("this process's RSS before the recalculation", mib(rss_before))
         row("peak RSS while it ran (VmHWM, reset before)", mib(peak) if peak_resettable else "n/a (no clear_refs)")

@@ -20,6 +20,9 @@ from partnerhub.logs import current_traceparent
 
 OUTBOX_CHANNEL = "partnerhub_outbox"
 COPY_THRESHOLD = 200
+# A transaction writing at least COPY_THRESHOLD events writes them in bundles of up to this many per row (the
+# relay reads up to its batch size of messages at a time, so a bundle should not be larger).
+BUNDLE_SIZE = 500
 
 
 def add_shared_tables(metadata: sa.MetaData) -> None:
@@ -40,6 +43,10 @@ def add_shared_tables(metadata: sa.MetaData) -> None:
         sa.Column("raw_key", sa.LargeBinary),
         sa.Column("raw_value", sa.LargeBinary),
         sa.Column("headers", JSONB),
+        # A bundle: many events of one transaction and topic, sent in order as one message each (key, payload
+        # unused); the row is published once all of them are. Query them with unnest(keys, payloads).
+        sa.Column("keys", sa.ARRAY(sa.Text)),
+        sa.Column("payloads", sa.ARRAY(sa.Text)),
         sa.Index("outbox_unpublished", "id", postgresql_where=sa.text("published_at IS NULL")),
     )
     sa.Table(
@@ -231,14 +238,30 @@ def outbox_records(source: str, events: Sequence[OutgoingEvent]) -> list[OutboxR
             for event in events]
 
 
+def bundles(rows: Sequence[OutboxRecord], size: int = BUNDLE_SIZE) -> list[tuple[str, str, str, str, list[str],
+                                                                             list[str]]]:
+    """Outbox rows as bundle rows: per topic, in order, up to `size` events each (event_id: the first one's)."""
+    by_topic: dict[str, list[OutboxRecord]] = {}
+    for row in rows:
+        by_topic.setdefault(row[1], []).append(row)
+    found = []
+    for topic, records in by_topic.items():
+        for start in range(0, len(records), size):
+            part = records[start:start + size]
+            found.append((part[0][0], topic, "", "", [r[2] for r in part], [r[3] for r in part]))
+    return found
+
+
 async def write_outbox(session: AsyncSession, source: str, events: list[OutgoingEvent],
                        records: Sequence[OutboxRecord] = ()) -> None:
     if not (events or records):
         return
     rows = [*records, *outbox_records(source, events)]
     if len(rows) >= COPY_THRESHOLD:
-        # Large batches (a recalculation of many sales) go in with COPY: one round trip, no per-row binds.
-        await copy_rows(session, "outbox", ["event_id", "topic", "key", "payload"], rows)
+        # Large batches (an ingest batch, a recalculation of many sales) go in as bundles, with COPY: a row per
+        # BUNDLE_SIZE events instead of one per event.
+        await copy_rows(session, "outbox", ["event_id", "topic", "key", "payload", "keys", "payloads"],
+                        bundles(rows))
     else:
         await session.execute(
             sa.text("INSERT INTO outbox (event_id, topic, key, payload) VALUES (:event_id, :topic, :key, :payload)"),

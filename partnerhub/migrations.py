@@ -121,3 +121,26 @@ def dead_letters_downgrade(op: Any) -> None:
     op.execute("DELETE FROM outbox WHERE headers IS NOT NULL")
     for column in ("headers", "raw_value", "raw_key"):
         op.drop_column("outbox", column)
+
+
+def bundled_outbox_upgrade(op: Any) -> None:
+    """Every service's outbox v5: a transaction writing many events (an ingest batch, a recalculation) writes them
+    as bundles, one row per topic and up to BUNDLE_SIZE events, their keys and envelopes in `keys` and `payloads`
+    (in order; the relay sends each as its own message and marks the row published once all of them are
+    acknowledged). One row instead of one per event: fewer rows and index entries to write, read and mark. The
+    arrays are stored uncompressed (compressing megabytes of JSON per transaction costs more than it saves)."""
+    op.add_column("outbox", sa.Column("keys", sa.ARRAY(sa.Text())))
+    op.add_column("outbox", sa.Column("payloads", sa.ARRAY(sa.Text())))
+    op.execute("ALTER TABLE outbox ALTER COLUMN keys SET STORAGE EXTERNAL, "
+               "ALTER COLUMN payloads SET STORAGE EXTERNAL")
+
+
+def bundled_outbox_downgrade(op: Any) -> None:
+    # A bundle cannot be one row of the older shape: unbundle the unpublished ones, drop the published ones.
+    op.execute("INSERT INTO outbox (event_id, topic, key, payload, created_at) "
+               "SELECT b.payload::json ->> 'id', o.topic, b.key, b.payload, o.created_at "
+               "FROM outbox o, unnest(o.keys, o.payloads) AS b(key, payload) "
+               "WHERE o.keys IS NOT NULL AND o.published_at IS NULL ORDER BY o.id")
+    op.execute("DELETE FROM outbox WHERE keys IS NOT NULL")
+    op.drop_column("outbox", "payloads")
+    op.drop_column("outbox", "keys")

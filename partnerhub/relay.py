@@ -33,14 +33,25 @@ MEASURE_EVERY_SECONDS = 1.0
 READ_AHEAD_READS = 16
 
 # The key and payload arrive as the bytes Kafka sends (no str per row, no encode); a row with headers (a dead
-# letter) is sent as its raw key and value. Rows are read past a cursor, so reads go on while earlier rows are
-# still in flight and not yet marked published.
+# letter) is sent as its raw key and value, a bundle as one message per element of its keys and payloads. Rows
+# are read past a cursor, so reads go on while earlier rows are still in flight and not yet marked published,
+# up to $2 messages at a time (however many bundles that takes, at least one row).
 FETCH_UNPUBLISHED = (
     "SELECT id, topic, "
     "CASE WHEN headers IS NULL THEN convert_to(key, 'UTF8') ELSE raw_key END AS key, "
     "CASE WHEN headers IS NULL THEN convert_to(payload, 'UTF8') ELSE raw_value END AS payload, "
-    "headers::text AS headers "
-    "FROM outbox WHERE published_at IS NULL AND id > $1 ORDER BY id LIMIT $2"
+    "headers::text AS headers, keys, payloads "
+    "FROM outbox WHERE published_at IS NULL AND id > $1 AND id <= ("
+    "SELECT CASE WHEN min(upto) > $2 THEN min(id) ELSE max(id) FILTER (WHERE upto <= $2) END FROM ("
+    "SELECT id, sum(coalesce(cardinality(keys), 1)) OVER (ORDER BY id) AS upto "
+    "FROM outbox WHERE published_at IS NULL AND id > $1 ORDER BY id LIMIT $2) AS next) "
+    "ORDER BY id"
+)
+# Messages waiting: a bundle counts as many as it carries.
+MEASURE_BACKLOG = (
+    "SELECT coalesce(sum(coalesce(cardinality(keys), 1)), 0) AS backlog, "
+    "coalesce(extract(epoch FROM now() - min(created_at)), 0)::float AS age "
+    "FROM outbox WHERE published_at IS NULL"
 )
 MARK_PUBLISHED = "UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])"
 
@@ -113,6 +124,9 @@ class Publication:
         self.failure: BaseException | None = None
         self.closed = False
         self._acknowledged: list[int] = []
+        self._acknowledged_messages = 0
+        # A bundle row's messages not acknowledged yet: it is marked published once none is left.
+        self._parts: dict[int, int] = {}
         self._partitions: dict[str, list[int]] = {}
         self._routes: dict[tuple[str, bytes | None], Lane] = {}
         self._drivers: set[asyncio.Task[None]] = set()
@@ -128,6 +142,40 @@ class Publication:
     def settled(self) -> bool:
         """Nothing is in flight, and nothing waits to go out that still will."""
         return not self._drivers and (self.waiting == 0 or not self.sending)
+
+    def read(self, records: Iterable[Sequence[Any]]) -> list[OutboxRow]:
+        """Outbox rows as read by FETCH_UNPUBLISHED, as the messages they send: a bundle's one per element."""
+        rows: list[OutboxRow] = []
+        for r in records:
+            keys = r[5]
+            if keys is None:
+                rows.append(OutboxRow(r[0], r[1], r[2], r[3], _headers(r[4])))
+            elif keys:
+                if len(keys) > 1:
+                    self._parts[r[0]] = len(keys)
+                rows.extend(OutboxRow(r[0], r[1], key.encode(), payload.encode())
+                            for key, payload in zip(keys, r[6], strict=True))
+            else:
+                self._acknowledge([r[0]], 0)  # an empty bundle sends nothing and is done
+        return rows
+
+    def _acknowledge(self, ids: list[int], messages: int) -> None:
+        if self._parts:
+            done = []
+            parts = self._parts
+            for row_id in ids:
+                left = parts.get(row_id)
+                if left is None:
+                    done.append(row_id)
+                elif left == 1:
+                    del parts[row_id]
+                    done.append(row_id)
+                else:
+                    parts[row_id] = left - 1
+            ids = done
+        self._acknowledged.extend(ids)
+        self._acknowledged_messages += messages
+        self._acknowledgement.set()
 
     async def add(self, rows: Iterable[OutboxRow]) -> None:
         for row in rows:
@@ -157,15 +205,17 @@ class Publication:
         await self._progress.wait()
         self._progress.clear()
 
-    async def acknowledged(self) -> list[int] | None:
-        """The ids acknowledged since the last call, waiting for some; None once closed and all were taken."""
-        while not self._acknowledged:
+    async def acknowledged(self) -> tuple[list[int], int] | None:
+        """The ids of the rows whose every message was acknowledged since the last call, and how many messages
+        were, waiting for some; None once closed and all were taken."""
+        while not self._acknowledged_messages and not self._acknowledged:
             if self.closed:
                 return None
             await self._acknowledgement.wait()
             self._acknowledgement.clear()
         ids, self._acknowledged = self._acknowledged, []
-        return ids
+        messages, self._acknowledged_messages = self._acknowledged_messages, 0
+        return ids, messages
 
     def interrupt(self) -> None:
         """Wakes the reader, e.g. because marking failed."""
@@ -204,9 +254,8 @@ class Publication:
                     if self.failure is None:
                         self.failure = exc
                     return
-                self._acknowledged.extend(ids)
+                self._acknowledge(ids, len(ids))
                 EVENTS_PUBLISHED.labels(self.service, lane.tp.topic).inc(len(ids))
-                self._acknowledgement.set()
                 self._progress.set()
         finally:
             lane.busy = False
@@ -322,10 +371,11 @@ class OutboxRelay:
         while not marking.done():
             if not exhausted and publication.sending and publication.waiting < self.read_ahead:
                 records = await conn.fetch(FETCH_UNPUBLISHED, after, self.batch_size)
-                exhausted = len(records) < self.batch_size
+                # Fewer single rows than asked for: none left (a read with bundles cannot tell, so reads on).
+                exhausted = not records or (len(records) < self.batch_size and all(r[5] is None for r in records))
                 if records:
                     after = records[-1][0]
-                    await publication.add(OutboxRow(r[0], r[1], r[2], r[3], _headers(r[4])) for r in records)
+                    await publication.add(publication.read(records))
             elif publication.settled:
                 return
             else:
@@ -336,23 +386,21 @@ class OutboxRelay:
 
     async def _mark_published(self, marks: asyncpg.Connection, publication: Publication) -> int:
         published = 0
-        while (ids := await publication.acknowledged()) is not None:
-            await marks.execute(MARK_PUBLISHED, ids)
-            published += len(ids)
-            self._published(len(ids))
+        while (acknowledged := await publication.acknowledged()) is not None:
+            ids, messages = acknowledged
+            if ids:
+                await marks.execute(MARK_PUBLISHED, ids)
+            published += messages
+            self._published(messages)
         return published
 
-    def _published(self, rows: int) -> None:
+    def _published(self, messages: int) -> None:
         # Rows committed since the last count are not in it yet; the next count brings them in.
-        self.backlog = max(self.backlog - rows, 0)
+        self.backlog = max(self.backlog - messages, 0)
         OUTBOX_BACKLOG.labels(self.service).set(self.backlog)
 
     async def _measure(self, conn: asyncpg.Connection) -> None:
-        row: Any = await conn.fetchrow(
-            "SELECT count(*) AS backlog, "
-            "coalesce(extract(epoch FROM now() - min(created_at)), 0)::float AS age "
-            "FROM outbox WHERE published_at IS NULL"
-        )
+        row: Any = await conn.fetchrow(MEASURE_BACKLOG)
         assert row is not None
         self.backlog = int(row["backlog"])
         OUTBOX_BACKLOG.labels(self.service).set(self.backlog)

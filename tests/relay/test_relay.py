@@ -21,7 +21,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from prometheus_client import REGISTRY
 
 from partnerhub.config import Settings
-from partnerhub.db import OUTBOX_CHANNEL
+from partnerhub.db import BUNDLE_SIZE, OUTBOX_CHANNEL, bundles
 from partnerhub.embedded import TansuBroker
 from partnerhub.kafka import PRODUCER_LINGER_MS, PRODUCER_MAX_BATCH_BYTES, ensure_topics, make_producer
 from partnerhub.relay import OutboxRelay, kafka_partition
@@ -154,6 +154,38 @@ async def test_a_backlog_goes_out_in_order_per_key_and_stays_in_the_outbox(
         assert seqs == list(range(250)), f"{key} out of order"
     assert all(message.partition == kafka_partition(message.key.encode(), partitions) for message in messages)
     assert await db.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NOT NULL") == written
+    assert published_total(topic) == written
+
+
+async def test_bundles_go_out_message_by_message_in_order_with_single_rows_between_them(
+    infrastructure: Infrastructure, settings: Settings, outbox: Outbox, db: asyncpg.Connection,
+) -> None:
+    """A large transaction's events are bundled (one row per BUNDLE_SIZE events): the relay sends each as its own
+    message, in order per key also across single rows written before and after, and marks a bundle published
+    only once every one of its messages is acknowledged."""
+    bootstrap = infrastructure.bootstrap_servers
+    topic = await new_topic(bootstrap)
+    per_key = 60  # 40 keys x 60: several bundles, each larger than a read of single rows
+    records = [(str(uuid.uuid4()), topic, key, json.dumps({"key": key, "seq": seq}))
+               for seq in range(1, per_key + 1) for key in KEYS]
+    async with db.transaction():
+        await write(db, topic, per_key=1, first_seq=0)
+        await db.copy_records_to_table("outbox", records=bundles(records),
+                                       columns=["event_id", "topic", "key", "payload", "keys", "payloads"])
+    await write(db, topic, per_key=1, first_seq=per_key + 1)
+    bundle_rows = await db.fetchval("SELECT count(*) FROM outbox WHERE keys IS NOT NULL")
+    assert bundle_rows == -(-len(records) // BUNDLE_SIZE) > 1
+    written = len(records) + 2 * len(KEYS)
+    async with started(make_producer(settings)) as producer:
+        relay = OutboxRelay("relaytest", outbox.url, producer, settings)
+        async with running(relay):
+            await eventually(lambda: all_published(db), within=120)
+            await eventually(lambda: relay.backlog == 0, within=10)
+    messages = await consume(bootstrap, topic, written)
+
+    assert len(messages) == written
+    for key, seqs in by_key(messages).items():
+        assert seqs == list(range(per_key + 2)), f"{key} out of order"
     assert published_total(topic) == written
 
 

@@ -117,8 +117,10 @@ async def test_a_partition_has_one_batch_out_at_a_time_and_the_next_follows_its_
     acknowledged = first[0]
     acknowledged.delivery.set_result(None)
     await settle()
-    ids = await publication.acknowledged()
-    assert ids is not None and len(ids) == len(acknowledged.batch.records)
+    taken = await publication.acknowledged()
+    assert taken is not None
+    ids, messages = taken
+    assert len(ids) == messages == len(acknowledged.batch.records)
     following = [sent for sent in producer.outstanding() if sent.tp == acknowledged.tp]
     assert len(following) == 1, "the acknowledged partition sends its next batch at once"
 
@@ -129,7 +131,7 @@ async def test_a_partition_has_one_batch_out_at_a_time_and_the_next_follows_its_
     await publication.close()
     remaining = await publication.acknowledged()
     assert publication.settled and publication.waiting == 0
-    assert sorted(ids + (remaining or [])) == [row.id for row in backlog]
+    assert sorted(ids + (remaining[0] if remaining else [])) == [row.id for row in backlog]
     for tp in {sent.tp for sent in producer.sent}:
         sent_in_order = [value for sent in producer.sent if sent.tp == tp for _, value in sent.batch.records]
         by_id = [row.payload for row in backlog
@@ -153,8 +155,8 @@ async def test_a_failed_batch_stops_every_partition_and_is_left_unacknowledged()
     assert producer.outstanding() == [], "no further batch after a failure"
     await publication.close()
     acknowledged: list[int] = []
-    while (ids := await publication.acknowledged()) is not None:
-        acknowledged += ids
+    while (taken := await publication.acknowledged()) is not None:
+        acknowledged += taken[0]
     assert publication.settled
     assert sorted(acknowledged) == sorted(ids_of(succeeded, backlog))
     assert not set(acknowledged) & set(ids_of(failed, backlog))
@@ -163,3 +165,31 @@ async def test_a_failed_batch_stops_every_partition_and_is_left_unacknowledged()
 def ids_of(sent: Sent, backlog: list[OutboxRow]) -> list[int]:
     by_payload = {row.payload: row.id for row in backlog}
     return [by_payload[value] for _, value in sent.batch.records if value is not None]
+
+
+async def test_a_bundle_is_acknowledged_once_every_one_of_its_messages_is() -> None:
+    producer = HeldProducer(partitions=3, capacity=2)
+    publication = Publication(producer, "tests")  # type: ignore[arg-type]
+    keys = [f"partner-{n}" for n in range(7)]
+    bundle = (1, TOPIC, b"", b"", None, keys, [f'{{"key": "{key}"}}' for key in keys])
+    single = (2, TOPIC, b"partner-0", b'{"single": true}', None, None, None)
+    messages = publication.read([bundle, single])
+    assert [(row.id, row.key) for row in messages] == [(1, key.encode()) for key in keys] + [(2, b"partner-0")]
+    await publication.add(messages)
+    await settle()
+
+    marked: list[int] = []
+    counted = 0
+    while producer.outstanding():
+        for sent in producer.outstanding():
+            assert 1 not in marked, "the bundle was marked before all its messages were acknowledged"
+            sent.delivery.set_result(None)
+        await settle()
+        taken = await publication.acknowledged()
+        assert taken is not None
+        marked += taken[0]
+        counted += taken[1]
+    assert sorted(marked) == [1, 2] and counted == len(keys) + 1
+    sent_to_0 = [value for sent in producer.sent if sent.tp.partition == kafka_partition(b"partner-0", [0, 1, 2])
+                 for _, value in sent.batch.records]
+    assert sent_to_0.index(b'{"key": "partner-0"}') < sent_to_0.index(b'{"single": true}'), "order per key kept"
