@@ -8,8 +8,9 @@ with N `accrual.adjusted` CloudEvents of a recalculation's size and shape keyed 
 `incentives.accruals`:
 - raw limit: one AIOKafkaProducer (acks=all, idempotence off, the project's linger and batch size) sending
   the N prebuilt payloads one send() each and awaiting every acknowledgement;
-- Partner Hub: the N rows COPYed into the outbox in one committed transaction, then an OutboxRelay with the
-  project's producer, timed until every row has `published_at` set.
+- Partner Hub: the N events COPYed into the outbox in one committed transaction as the services write a large
+  transaction's events (bundles of 500 per row; `--single` writes one row per event instead), then an
+  OutboxRelay with the project's producer, timed until every row has `published_at` set.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.support import add_database_url, environment, outbox_drained, run
 from partnerhub.config import Settings, get_settings
+from partnerhub.db import bundles
 from partnerhub.events import OutgoingEvent
 from partnerhub.kafka import PRODUCER_LINGER_MS, PRODUCER_MAX_BATCH_BYTES, make_producer
 from partnerhub.relay import OutboxRelay
@@ -90,15 +92,20 @@ async def raw_produce(bootstrap: str, events: Sequence[OutboxEvent]) -> float:
         await producer.stop()
 
 
-async def fill_outbox(dsn: str, events: Sequence[OutboxEvent]) -> None:
+async def fill_outbox(dsn: str, events: Sequence[OutboxEvent], single: bool) -> int:
+    """Writes the events; returns the rows that took."""
+    records = [(e.event_id, TOPIC, e.key, e.payload) for e in events]
     conn = await asyncpg.connect(dsn)
     try:
         async with conn.transaction():
-            await conn.copy_records_to_table(
-                "outbox",
-                records=[(e.event_id, TOPIC, e.key, e.payload) for e in events],
-                columns=["event_id", "topic", "key", "payload"],
-            )
+            if single:
+                await conn.copy_records_to_table("outbox", records=records,
+                                                 columns=["event_id", "topic", "key", "payload"])
+                return len(records)
+            rows = bundles(records)
+            await conn.copy_records_to_table("outbox", records=rows,
+                                             columns=["event_id", "topic", "key", "payload", "keys", "payloads"])
+            return len(rows)
     finally:
         await conn.close()
 
@@ -119,16 +126,17 @@ async def relay_publish(dsn: str, url: str, settings: Settings, count: int) -> f
         elapsed = time.perf_counter() - started
         relay.stop()
         await task
-        published = await watcher.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NOT NULL")
+        published = await watcher.fetchval(
+            "SELECT sum(coalesce(cardinality(keys), 1)) FROM outbox WHERE published_at IS NOT NULL")
         if published != count:
-            raise RuntimeError(f"{published} rows published, {count} expected")
+            raise RuntimeError(f"{published} events published, {count} expected")
         return elapsed
     finally:
         await watcher.close()
         await producer.stop()
 
 
-async def main(count: int, partners: int, database_url: str | None) -> None:
+async def main(count: int, partners: int, database_url: str | None, single: bool) -> None:
     # The relay's producer without idempotence on any broker, like the raw producer it is compared with.
     async with environment("relay", ["incentives"], database_url,
                            {"PARTNERHUB_KAFKA_IDEMPOTENCE": "false"}) as env:
@@ -138,11 +146,11 @@ async def main(count: int, partners: int, database_url: str | None) -> None:
         sizes = sorted(len(event.payload) for event in events)
 
         raw = await raw_produce(env.bootstrap_servers, events)
-        await fill_outbox(dsn, events)
+        rows = await fill_outbox(dsn, events, single)
         relayed = await relay_publish(dsn, url, settings, count)
 
         print(f"events:                                {count:>8,}  ({partners:,} partner keys, "
-              f"payload {sizes[0]}-{sizes[-1]} bytes, {TOPIC})")
+              f"payload {sizes[0]}-{sizes[-1]} bytes, {TOPIC}; {rows:,} outbox rows)")
         print(f"raw aiokafka produce (acks=all):       {raw:8.2f} s  {count / raw:10,.0f} /s")
         print(f"Partner Hub outbox relay (acks=all):   {relayed:8.2f} s  {count / relayed:10,.0f} /s")
         print(f"relay / raw throughput: {raw / relayed:.2f}   "
@@ -153,10 +161,11 @@ def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--partners", type=int, default=4000)
+    parser.add_argument("--single", action="store_true", help="one outbox row per event instead of bundles")
     add_database_url(parser)
     return parser
 
 
 if __name__ == "__main__":
     arguments = parser().parse_args()
-    run(main(arguments.events, arguments.partners, arguments.database_url))
+    run(main(arguments.events, arguments.partners, arguments.database_url, arguments.single))
