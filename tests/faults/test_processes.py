@@ -164,6 +164,14 @@ async def cluster_of(infrastructure: Infrastructure) -> AsyncIterator[Cluster]:
         await cluster.stop()
 
 
+async def outbox_drained(cluster: Cluster, service: str) -> bool:
+    connection = await asyncpg.connect(cluster.dsn(service))
+    try:
+        return not await connection.fetchval("SELECT EXISTS (SELECT FROM outbox WHERE published_at IS NULL)")
+    finally:
+        await connection.close()
+
+
 async def terminate_backends(cluster: Cluster, *services: str) -> int:
     """Drops every connection the services hold to their databases, as a database failover or restart does."""
     admin = await asyncpg.connect(cluster.admin_dsn)
@@ -227,6 +235,7 @@ async def test_the_books_stay_exact_through_kills_freezes_rebalances_and_dropped
             # Sales recorded over REST while the broker is frozen: priced and committed with their accrual events
             # waiting in the outbox, then incentives dies before the broker wakes up; the restarted relay must
             # publish them (funds' earned balance below counts them).
+            await eventually(lambda: outbox_drained(cluster, "incentives"), "incentives' outbox published", 60)
             assert cluster.broker.process is not None
             cluster.broker.process.send_signal(signal.SIGSTOP)
             try:
