@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 import sqlalchemy as sa
@@ -19,6 +20,9 @@ from partnerhub.events import OutgoingEvent, dumps
 from partnerhub.logs import current_traceparent
 
 OUTBOX_CHANNEL = "partnerhub_outbox"
+READ_POOL_SIZE = 10
+READ_ATTEMPTS = 3
+T = TypeVar("T")
 COPY_THRESHOLD = 200
 # A transaction writing at least COPY_THRESHOLD events writes them in bundles of up to this many per row (the
 # relay reads up to its batch size of messages at a time, so a bundle should not be larger).
@@ -92,12 +96,22 @@ def add_shared_tables(metadata: sa.MetaData) -> None:
 TRANSIENT_SQLSTATES = frozenset({"40001", "40P01", "55P03", "57P01", "57P03"})
 
 
+async def _reset_read(connection: asyncpg.Connection) -> None:
+    """What a read connection needs before it goes back to the pool: nothing, unless a read left a transaction
+    open (asyncpg's default reset would cost a round trip per request)."""
+    if connection.is_in_transaction():
+        await connection.execute("ROLLBACK")
+
+
 def is_transient(exc: BaseException) -> bool:
     if isinstance(exc, OperationalError | InterfaceError | OSError | ConnectionError | TimeoutError):
         return True
     original = getattr(exc, "orig", None)
-    if (getattr(original, "sqlstate", None) or getattr(original, "pgcode", None)) in TRANSIENT_SQLSTATES:
+    if (getattr(original, "sqlstate", None) or getattr(original, "pgcode", None)
+            or getattr(exc, "sqlstate", None)) in TRANSIENT_SQLSTATES:
         return True
+    if isinstance(exc, asyncpg.InterfaceError) and "connection is closed" in str(exc):
+        return True  # a plain asyncpg connection the database dropped
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True
     return type(exc).__name__ in {"ConnectionDoesNotExistError", "CannotConnectNowError", "TooManyConnectionsError"}
@@ -204,6 +218,9 @@ class Database:
         self.url = url
         self.engine = make_engine(url, **engine_kwargs)
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
+        # Single-statement reads go through a plain asyncpg pool, opened at the first one.
+        self._reads: asyncpg.Pool | None = None
+        self._reads_opening = asyncio.Lock()
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Transaction]:
@@ -217,17 +234,41 @@ class Database:
     async def read(self) -> AsyncIterator[asyncpg.Connection]:
         """A pooled connection for a read of one statement (compiled ahead: see `compiled`), outside any
         transaction: one statement sees one snapshot on its own, so a single-resource GET costs one round trip
-        (no BEGIN, no COMMIT) and no statement building per request."""
-        async with self.engine.connect() as connection:
-            raw = await connection.get_raw_connection()
-            driver_connection: asyncpg.Connection = raw.driver_connection  # type: ignore[assignment]
-            yield driver_connection
+        (no BEGIN, no COMMIT, no liveness ping, no reset) and no statement building per request. A connection
+        the database dropped fails its statement and leaves the pool; the caller's read is retried (see
+        `read_one`)."""
+        pool = self._reads or await self._open_reads()
+        async with pool.acquire() as connection:
+            yield connection
+
+    async def read_one(self, operation: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+        """Runs a one-statement read on a pooled connection; once more on another if the database had dropped
+        the first (a restart or failover closes every pooled connection at once)."""
+        for attempt in range(READ_ATTEMPTS):
+            try:
+                async with self.read() as connection:
+                    return await operation(connection)
+            except Exception as exc:
+                if attempt + 1 == READ_ATTEMPTS or not is_transient(exc):
+                    raise
+        raise AssertionError("unreachable")
+
+    async def _open_reads(self) -> asyncpg.Pool:
+        async with self._reads_opening:
+            if self._reads is None:
+                self._reads = await asyncpg.create_pool(
+                    asyncpg_dsn(self.url), min_size=0, max_size=READ_POOL_SIZE, reset=_reset_read,
+                    server_settings={"plan_cache_mode": "force_custom_plan"})
+        return self._reads
 
     async def ping(self) -> None:
         async with self.engine.connect() as conn:
             await conn.execute(sa.text("SELECT 1"))
 
     async def dispose(self) -> None:
+        if self._reads is not None:
+            await self._reads.close()
+            self._reads = None
         await self.engine.dispose()
 
 

@@ -85,8 +85,7 @@ async def register_partner(tx: Transaction, principal: Principal, command: Partn
 
 async def read_partner(db: Database, partner_id: uuid.UUID) -> dict[str, Any]:
     """One partner as GET answers it: one statement, outside a transaction."""
-    async with db.read() as connection:
-        partner = await repository.read_partner(connection, partner_id)
+    partner = await db.read_one(lambda connection: repository.read_partner(connection, partner_id))
     if partner is None:
         raise not_found(f"partner {partner_id}")
     return partner

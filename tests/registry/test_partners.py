@@ -258,3 +258,26 @@ async def test_events_reach_the_broker_as_cloudevents_with_the_full_partner(regi
     assert {k: suspended[k] for k in PARTNER_FIELDS} == partner
     assert (suspended["from"], suspended["to"]) == ("active", "suspended") and suspended["changed_at"]
     assert events == await outbox(registry, partner["id"])
+
+
+async def test_a_read_survives_the_database_dropping_every_connection(registry, tokens, infrastructure) -> None:
+    """A database restart or failover closes every pooled connection at once: the next reads answer as usual
+    (a dropped connection fails its statement, leaves the pool, and the read is retried on a fresh one)."""
+    import asyncpg
+
+    partner = (await registry.post("/v1/partners", json=PARTNER, headers=tokens())).json()
+    for _ in range(3):  # the read pool now holds connections
+        assert (await registry.get(f"/v1/partners/{partner['id']}", headers=tokens())).status_code == 200
+    database = infrastructure.database_urls["registry"].rpartition("/")[2].partition("?")[0]
+    admin = await asyncpg.connect(infrastructure.admin_dsn)
+    try:
+        terminated = await admin.fetchval(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = $1 AND pid <> pg_backend_pid()", database)
+    finally:
+        await admin.close()
+    assert terminated > 0
+    answers = await asyncio.gather(*(registry.get(f"/v1/partners/{partner['id']}", headers=tokens())
+                                     for _ in range(12)))
+    assert [a.status_code for a in answers] == [200] * 12, [a.text for a in answers if a.status_code != 200]
+    assert all(a.json() == partner for a in answers)
