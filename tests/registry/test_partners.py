@@ -268,7 +268,7 @@ async def test_a_read_survives_the_database_dropping_every_connection(registry, 
     partner = (await registry.post("/v1/partners", json=PARTNER, headers=tokens())).json()
     for _ in range(3):  # the read pool now holds connections
         assert (await registry.get(f"/v1/partners/{partner['id']}", headers=tokens())).status_code == 200
-    database = infrastructure.database_urls["registry"].rpartition("/")[2].partition("?")[0]
+    database = infrastructure.database_urls["registry"].partition("?")[0].rpartition("/")[2]
     admin = await asyncpg.connect(infrastructure.admin_dsn)
     try:
         terminated = await admin.fetchval(
