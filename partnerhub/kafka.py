@@ -23,6 +23,7 @@ TOPICS: dict[str, int] = {
     "accounts.accounts": 6,
     "sales.recorded": 12,
     "incentives.accruals": 12,
+    "incentives.statements": 6,
     "funds.funds": 6,
 }
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 
-from partnerhub.auth import Admin, AdminOrPartner, Anyone, System, ensure_partner_scope
+from partnerhub.auth import Admin, AdminOrPartner, Anyone, PartnerOnly, System, ensure_partner_scope
+from partnerhub.exports import CSV, JSON, PDF, Table, csv_bytes, pdf_bytes, preferred
 from partnerhub.http import (
     Cursor,
     IdempotencyKey,
@@ -20,17 +21,22 @@ from partnerhub.http import (
     idempotent,
     json_response,
 )
+from partnerhub.money import format_money
 from partnerhub.problems import Problem
 from partnerhub.service import Ctx
-from partnerhub.types import Code
+from partnerhub.types import Code, Currency
 from services.incentives import usecases
 from services.incentives.domain import ItemView, explain
 from services.incentives.domain import Program as DomainProgram
 from services.incentives.repository import IncentivesRepository
 from services.incentives.schemas import (
+    AcceptDispute,
     Accrual,
     BipProgress,
     CancelIn,
+    Dispute,
+    DisputeDecisionIn,
+    DisputeIn,
     LedgerEntry,
     PeriodClosed,
     Product,
@@ -43,6 +49,7 @@ from services.incentives.schemas import (
     SaleIn,
     SaleView,
     Statement,
+    StatementLine,
 )
 
 router = APIRouter()
@@ -255,13 +262,154 @@ async def bip_progress(
     return [BipProgress.model_validate({**r._mapping, "explanation": usecases.bip_explanation(r)}) for r in rows]
 
 
+LINE_COLUMNS = ("entry_id", "posted_at", "kind", "sale_id", "program_code", "sale_period", "amount", "currency",
+                "cause", "explanation")
+
+
 @router.get("/partners/{partner_id}/statements/{period}", response_model=Statement, tags=["statements"],
-            summary="A partner's statement for a month: open (live) or closed (frozen)")
-async def get_statement(partner_id: uuid.UUID, period: PeriodPath, ctx: Ctx, principal: AdminOrPartner) -> JSONResponse:
+            summary="A partner's statement for a month: open (live) or closed (frozen); also as CSV or PDF",
+            description="`Accept: text/csv` answers the statement's lines as CSV, `Accept: application/pdf` a "
+                        "printable statement (totals per currency and every line); otherwise JSON.",
+            responses={200: {"content": {CSV: {"schema": {"type": "string"}},
+                                         PDF: {"schema": {"type": "string", "format": "binary"}}}}})
+async def get_statement(partner_id: uuid.UUID, period: PeriodPath, request: Request, ctx: Ctx,
+                        principal: AdminOrPartner) -> Response:
     ensure_partner_scope(principal, partner_id)
+    wanted = preferred(request.headers.get("accept"), (JSON, CSV, PDF))
     async with ctx.db.transaction() as tx:
         statement = Statement.model_validate(await usecases.statement(tx, partner_id, period))
-    return json_response(statement, derived_etag=True)
+        lines = [] if wanted == JSON else [
+            StatementLine.model_validate(line) for _, line in
+            await usecases.statement_lines(tx, partner_id, period, None, None, None)]
+    if wanted == JSON:
+        return json_response(statement, derived_etag=True)
+    filename = f"statement-{partner_id}-{period}"
+    dumped = [line.model_dump(mode="json") for line in lines]
+    rows = [[row[column] for column in LINE_COLUMNS] for row in dumped]
+    if wanted == CSV:
+        return Response(csv_bytes(LINE_COLUMNS, rows), media_type=f"{CSV}; charset=utf-8",
+                        headers={"Content-Disposition": f'attachment; filename="{filename}.csv"'})
+    return Response(_statement_pdf(statement, lines), media_type=PDF,
+                    headers={"Content-Disposition": f'attachment; filename="{filename}.pdf"'})
+
+
+def _statement_pdf(statement: Statement, lines: list[StatementLine]) -> bytes:
+    confirmed = (f"{statement.confirmed_at.isoformat()} by {statement.confirmed_by}"
+                 if statement.confirmed_at else "not confirmed")
+    totals = Table(["currency", "eligible revenue", "rebate", "BIP bonus", "adjustments", "total"],
+                   [[t.currency, *(format_money(v) for v in (t.eligible_revenue, t.rebate, t.bip_bonus,
+                                                             t.adjustments, t.total))] for t in statement.totals],
+                   [1, 2, 2, 2, 2, 2], frozenset({1, 2, 3, 4, 5}))
+    table = Table(["posted", "kind", "sale", "program", "sale period", "amount", "currency"],
+                  [[line.posted_at.strftime("%Y-%m-%d %H:%M"), line.kind, line.sale_id or "", line.program_code or "",
+                    line.sale_period, format_money(line.amount), line.currency] for line in lines],
+                  [2.2, 2.2, 2.6, 2.2, 1.4, 1.8, 1.1], frozenset({5}))
+    return pdf_bytes(f"Partner Hub statement {statement.period}", [
+        ("Partner", str(statement.partner_id)), ("Period", statement.period), ("Status", statement.status),
+        ("Confirmation", confirmed), ("Lines", str(len(lines))),
+    ], [("Totals", totals), ("Lines", table)])
+
+
+@router.get("/partners/{partner_id}/statements/{period}/lines", response_model=Page[StatementLine],
+            tags=["statements"], summary="Every ledger entry posted into the period: per currency they sum to the "
+                                         "statement's total")
+async def list_statement_lines(
+    partner_id: uuid.UUID, period: PeriodPath, ctx: Ctx, principal: AdminOrPartner, currency: Currency | None = None,
+    limit: Limit = 50, cursor: Cursor = None,
+) -> Page[StatementLine]:
+    ensure_partner_scope(principal, partner_id)
+    after = _cursor_values(cursor, 1)
+    position = after[0] if after else None
+    if position is not None and not isinstance(position, int):
+        raise Problem(422, detail="the cursor is not one this service issued")
+    async with ctx.db.transaction() as tx:
+        lines = await usecases.statement_lines(tx, partner_id, period, currency, position, limit + 1)
+    return Page[StatementLine](
+        items=[StatementLine.model_validate(line) for _, line in lines[:limit]],
+        next_cursor=encode_cursor(lines[limit - 1][0]) if len(lines) > limit else None,
+    )
+
+
+@router.post("/partners/{partner_id}/statements/{period}/confirmation", response_model=Statement,
+             tags=["statements"], summary="The partner confirms a closed statement (once; again changes nothing)")
+async def confirm_statement(partner_id: uuid.UUID, period: PeriodPath, ctx: Ctx, principal: PartnerOnly
+                            ) -> JSONResponse:
+    ensure_partner_scope(principal, partner_id)
+    async with ctx.db.transaction() as tx:
+        statement = Statement.model_validate(await usecases.confirm_statement(tx, partner_id, period, principal.sub))
+    return json_response(statement)
+
+
+# --- disputes -----------------------------------------------------------------------------------
+def _dispute_data(view: dict[str, Any]) -> dict[str, Any]:
+    return Dispute.model_validate(view).model_dump(mode="json")
+
+
+@router.post("/disputes", status_code=201, response_model=Dispute, tags=["disputes"],
+             summary="Dispute a statement, a sale on it, or a sale under one program")
+async def open_dispute(body: DisputeIn, ctx: Ctx, principal: AdminOrPartner) -> JSONResponse:
+    ensure_partner_scope(principal, body.partner_id)
+    async with ctx.db.transaction() as tx:
+        view = await usecases.open_dispute(tx, body, principal.sub, _dispute_data)
+    return json_response(Dispute.model_validate(view), 201)
+
+
+@router.get("/disputes", response_model=Page[Dispute], tags=["disputes"],
+            summary="Disputes, newest first (a partner token sees its own)")
+async def list_disputes(
+    ctx: Ctx, principal: AdminOrPartner, partner_id: uuid.UUID | None = None,
+    status: Literal["open", "accepted", "rejected", "withdrawn"] | None = None, period: Period = None,
+    limit: Limit = 50, cursor: Cursor = None,
+) -> Page[Dispute]:
+    if principal.partner_id is not None:
+        if partner_id is not None:
+            ensure_partner_scope(principal, partner_id)
+        partner_id = principal.partner_id
+    after = _cursor_values(cursor, 2)
+    async with ctx.db.transaction() as tx:
+        views = await usecases.list_disputes(
+            tx, partner_id, status, period,
+            (usecases.parse_time(after[0]), _uuid(after[1])) if after else None, limit + 1)
+    last = views[limit - 1] if len(views) > limit else None
+    return Page[Dispute](
+        items=[Dispute.model_validate(view) for view in views[:limit]],
+        next_cursor=encode_cursor(last["created_at"].isoformat(), str(last["id"])) if last else None,
+    )
+
+
+def _uuid(raw: object) -> uuid.UUID:
+    try:
+        return uuid.UUID(str(raw))
+    except ValueError as exc:
+        raise Problem(422, detail="the cursor is not one this service issued") from exc
+
+
+@router.get("/disputes/{dispute_id}", response_model=Dispute, tags=["disputes"], summary="One dispute")
+async def get_dispute(dispute_id: uuid.UUID, ctx: Ctx, principal: AdminOrPartner) -> Dispute:
+    async with ctx.db.transaction() as tx:
+        view = await usecases.get_dispute(tx, dispute_id)
+    if not principal.may_see_partner(view["partner_id"]):
+        raise Problem(404, detail=f"dispute {dispute_id} was not found")
+    return Dispute.model_validate(view)
+
+
+@router.post("/disputes/{dispute_id}/decision", response_model=Dispute, tags=["disputes"],
+             summary="Accept (posting the settlement into the earliest open period) or reject an open dispute")
+async def decide_dispute(dispute_id: uuid.UUID, body: DisputeDecisionIn, ctx: Ctx, principal: Admin) -> Dispute:
+    async with ctx.db.transaction() as tx:
+        view = await usecases.resolve_dispute(
+            tx, dispute_id, principal.sub, _dispute_data, accept=isinstance(body, AcceptDispute),
+            amount=body.amount if isinstance(body, AcceptDispute) else None, reason=body.reason)
+    return Dispute.model_validate(view)
+
+
+@router.post("/disputes/{dispute_id}/withdraw", response_model=Dispute, tags=["disputes"],
+             summary="The partner withdraws its open dispute")
+async def withdraw_dispute(dispute_id: uuid.UUID, ctx: Ctx, principal: PartnerOnly) -> Dispute:
+    async with ctx.db.transaction() as tx:
+        view = await usecases.resolve_dispute(tx, dispute_id, principal.sub, _dispute_data, accept=None,
+                                              partner_id=principal.partner_id)
+    return Dispute.model_validate(view)
 
 
 @router.post("/periods/{period}/close", response_model=PeriodClosed, tags=["statements"],

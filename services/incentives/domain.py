@@ -777,3 +777,96 @@ def recalculation_completed(
             "status": "completed", "finished_at": isoformat(finished_at),
         },
     )
+
+
+# --- statements and disputes --------------------------------------------------------------------
+STATEMENTS_TOPIC = "incentives.statements"
+
+
+class DisputeStatus(StrEnum):
+    OPEN = "open"
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"
+    WITHDRAWN = "withdrawn"
+
+
+class DisputeClosed(Exception):
+    """A dispute that is no longer open cannot be decided or withdrawn."""
+
+    def __init__(self, status: str) -> None:
+        super().__init__(f"the dispute is {status}; only an open dispute can be decided or withdrawn")
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Dispute:
+    id: uuid.UUID
+    partner_id: uuid.UUID
+    period: str
+    sale_id: str | None
+    program_code: str | None
+    currency: str
+    claimed_amount: Decimal
+    reason: str
+    status: str
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What deciding (or withdrawing) a dispute changes: its new status and, when accepted, the one ledger
+    entry that settles it."""
+
+    status: DisputeStatus
+    settlement: Entry | None = None
+
+
+def decide_dispute(dispute: Dispute, accept: bool, amount: Decimal | None, periods: Periods) -> Decision:
+    """An open dispute accepted posts one `dispute_settlement` entry of the settled amount (which may differ from
+    the claim), caused by the dispute, into the earliest open period (the disputed one while it is still open);
+    rejected, it posts nothing. A settlement is not eligible revenue: it moves no item, no BIP month and no fund."""
+    if dispute.status != DisputeStatus.OPEN:
+        raise DisputeClosed(dispute.status)
+    if not accept:
+        return Decision(DisputeStatus.REJECTED)
+    if amount is None:
+        raise ValueError("accepting a dispute needs the settled amount")
+    entry = Entry(dispute.partner_id, None, dispute.sale_id, dispute.program_code, amount, dispute.currency,
+                  EntryKind.DISPUTE_SETTLEMENT, 1, str(dispute.id), periods.post_into(dispute.period),
+                  dispute.period)
+    return Decision(DisputeStatus.ACCEPTED, entry if amount else None)
+
+
+def withdraw_dispute(dispute: Dispute) -> Decision:
+    if dispute.status != DisputeStatus.OPEN:
+        raise DisputeClosed(dispute.status)
+    return Decision(DisputeStatus.WITHDRAWN)
+
+
+def line_explanation(kind: str, sale_id: str | None, program_code: str | None, amount: Decimal, currency: str,
+                     period: str, sale_period: str, cause: str) -> str:
+    """The sentence a statement line shows: what the entry is and why it is in this period."""
+    money = f"{format_money(amount)} {currency}"
+    program = f" under {program_code}" if program_code else ""
+    late = f", booked in {sale_period} after that period closed" if sale_period != period else ""
+    if kind == EntryKind.ORIGINAL:
+        return f"Sale {sale_id} accrues {money}{program}{late}."
+    if kind == EntryKind.ADJUSTMENT:
+        where = f" (a sale of {sale_period}, posted here because that period is closed)" if late else ""
+        return f"Sale {sale_id} was repriced{program}: {money}{where}, caused by event {cause}."
+    if kind == EntryKind.BIP:
+        where = f" for {sale_period}, posted here because that period is closed" if late else f" for {sale_period}"
+        return f"Business incentive bonus{program}{where}: {money}, caused by event {cause}."
+    if kind == EntryKind.DISPUTE_SETTLEMENT:
+        about = f" about sale {sale_id}" if sale_id else ""
+        return f"Settlement of dispute {cause} on the {sale_period} statement{about}{program}: {money}."
+    return f"{kind} entry of {money}{program}, caused by {cause}."
+
+
+def statement_event(type_: str, partner_id: uuid.UUID, period: str, data: dict[str, Any]) -> OutgoingEvent:
+    return OutgoingEvent(topic=STATEMENTS_TOPIC, type=type_, key=str(partner_id), subject=period,
+                         data={"partner_id": str(partner_id), "period": period, **data})
+
+
+def dispute_event(type_: str, view: dict[str, Any]) -> OutgoingEvent:
+    return OutgoingEvent(topic=STATEMENTS_TOPIC, type=type_, key=str(view["partner_id"]), subject=str(view["id"]),
+                         data=view)

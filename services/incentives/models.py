@@ -186,6 +186,8 @@ ledger = sa.Table(
     sa.Column("created_at", TS, nullable=False, server_default=sa.func.now()),
     sa.Index("ledger_partner", "partner_id", "id"),
     sa.Index("ledger_sale", "sale_id", "id"),
+    # A statement's lines: every entry posted into a period, in posting order.
+    sa.Index("ledger_statement", "partner_id", "period", "id"),
 )
 
 # Periods up to and including closed_through are closed; closing is a prefix, never reopened.
@@ -262,4 +264,42 @@ statements = sa.Table(
     sa.Column("adjustments", MONEY, nullable=False),
     sa.Column("total", MONEY, nullable=False),
     sa.Column("closed_at", TS, nullable=False, server_default=sa.func.now()),
+)
+
+# A partner's confirmation of a closed statement (CONTRACT §5 v2): once, never undone.
+statement_confirmations = sa.Table(
+    "statement_confirmations",
+    metadata,
+    sa.Column("partner_id", UUID(as_uuid=True), primary_key=True),
+    sa.Column("period", sa.String(7), primary_key=True),
+    sa.Column("confirmed_at", TS, nullable=False, server_default=sa.func.now()),
+    sa.Column("confirmed_by", sa.Text, nullable=False),
+)
+
+disputes = sa.Table(
+    "disputes",
+    metadata,
+    sa.Column("id", UUID(as_uuid=True), primary_key=True),
+    sa.Column("partner_id", UUID(as_uuid=True), nullable=False),
+    sa.Column("period", sa.String(7), nullable=False),
+    sa.Column("sale_id", sa.Text),
+    sa.Column("program_code", sa.Text),
+    sa.Column("currency", sa.String(3), nullable=False),
+    sa.Column("claimed_amount", MONEY, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("opened_by", sa.Text, nullable=False),
+    sa.Column("decision_reason", sa.Text),
+    sa.Column("decided_by", sa.Text),
+    sa.Column("decided_at", TS),
+    # An accepted dispute's settlement: its amount and the ledger entry that posted it, with its period.
+    sa.Column("settled_amount", MONEY),
+    sa.Column("settlement_entry_id", UUID(as_uuid=True)),
+    sa.Column("settlement_period", sa.String(7)),
+    sa.Column("created_at", TS, nullable=False, server_default=sa.func.now()),
+    sa.Column("version", sa.Integer, nullable=False, server_default="1"),
+    sa.Index("disputes_partner", "partner_id", "created_at", "id"),
+    # One open dispute per (partner, period, sale, program): a second is a conflict.
+    sa.Index("disputes_one_open", "partner_id", "period", sa.text("coalesce(sale_id, '')"),
+             sa.text("coalesce(program_code, '')"), unique=True, postgresql_where=sa.text("status = 'open'")),
 )

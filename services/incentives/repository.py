@@ -561,7 +561,8 @@ class IncentivesRepository:
                   FROM bip_totals WHERE period BETWEEN :first AND :last {only}
                 UNION ALL
                 SELECT period, partner_id, currency, 0, 0, 0, amount
-                  FROM ledger WHERE period BETWEEN :first AND :last AND sale_period <> period {only}
+                  FROM ledger WHERE period BETWEEN :first AND :last
+                   AND (sale_period <> period OR kind = 'dispute_settlement') {only}
             )
             SELECT period, partner_id, currency, sum(eligible_revenue) AS eligible_revenue, sum(rebate) AS rebate,
                    sum(bip_bonus) AS bip_bonus, sum(adjustments) AS adjustments,
@@ -647,3 +648,98 @@ class IncentivesRepository:
         if after is not None:
             query = query.where(entry.id > after)
         return list((await self.session.execute(query.limit(limit))).all())
+
+
+class StatementsRepository:
+    """Statement lines, confirmations and disputes."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def lines(self, partner_id: uuid.UUID, period: str, currency: str | None, after: int | None,
+                    limit: int | None) -> list[sa.Row[Any]]:
+        """Every entry posted into the period, in posting order (after the cursor's id; all when no limit)."""
+        entry = m.ledger.c
+        query: sa.Select[Any] = (
+            sa.select(entry.id, entry.entry_id, entry.kind, entry.sale_id, entry.program_code, entry.amount,
+                      entry.currency, entry.period, entry.sale_period, entry.cause, entry.created_at)
+            .where(entry.partner_id == partner_id, entry.period == period).order_by(entry.id))
+        if currency is not None:
+            query = query.where(entry.currency == currency)
+        if after is not None:
+            query = query.where(entry.id > after)
+        if limit is not None:
+            query = query.limit(limit)
+        return list((await self.session.execute(query)).all())
+
+    async def confirmation(self, partner_id: uuid.UUID, period: str) -> sa.Row[Any] | None:
+        c = m.statement_confirmations.c
+        return (await self.session.execute(
+            sa.select(m.statement_confirmations).where(c.partner_id == partner_id, c.period == period)
+        )).one_or_none()
+
+    async def confirm(self, partner_id: uuid.UUID, period: str, by: str) -> bool:
+        """Records the confirmation unless there is one; whether this call made it."""
+        made = await self.session.execute(
+            insert(m.statement_confirmations).values(partner_id=partner_id, period=period, confirmed_by=by)
+            .on_conflict_do_nothing().returning(m.statement_confirmations.c.partner_id))
+        return made.first() is not None
+
+    async def partners_with_entries(self, first: str, last: str) -> list[uuid.UUID]:
+        rows = await self.session.execute(sa.text(
+            "SELECT DISTINCT partner_id FROM ledger WHERE period BETWEEN :first AND :last "
+            "UNION SELECT DISTINCT partner_id FROM statements WHERE period BETWEEN :first AND :last"
+        ), {"first": first, "last": last})
+        return [row.partner_id for row in rows]
+
+    async def frozen(self, first: str, last: str) -> list[sa.Row[Any]]:
+        s = m.statements.c
+        return list((await self.session.execute(
+            sa.select(m.statements).where(s.period.between(first, last)).order_by(s.partner_id, s.period, s.currency)
+        )).all())
+
+    # --- disputes -------------------------------------------------------------------------
+    async def add_dispute(self, values: dict[str, Any]) -> bool:
+        """Inserts an open dispute; False when the same (partner, period, sale, program) already has one."""
+        made = await self.session.execute(
+            insert(m.disputes).values(**values).on_conflict_do_nothing().returning(m.disputes.c.id))
+        return made.first() is not None
+
+    async def dispute(self, dispute_id: uuid.UUID, lock: bool = False) -> sa.Row[Any] | None:
+        query = sa.select(m.disputes).where(m.disputes.c.id == dispute_id)
+        return (await self.session.execute(query.with_for_update() if lock else query)).one_or_none()
+
+    async def open_dispute_like(self, partner_id: uuid.UUID, period: str, sale_id: str | None,
+                                program_code: str | None) -> sa.Row[Any] | None:
+        d = m.disputes.c
+        return (await self.session.execute(sa.select(m.disputes).where(
+            d.partner_id == partner_id, d.period == period, d.status == "open",
+            sa.func.coalesce(d.sale_id, "") == (sale_id or ""),
+            sa.func.coalesce(d.program_code, "") == (program_code or "")))).one_or_none()
+
+    async def list_disputes(self, partner_id: uuid.UUID | None, status: str | None, period: str | None,
+                            after: tuple[datetime, uuid.UUID] | None, limit: int) -> list[sa.Row[Any]]:
+        d = m.disputes.c
+        query = sa.select(m.disputes).order_by(d.created_at.desc(), d.id.desc()).limit(limit)
+        if partner_id is not None:
+            query = query.where(d.partner_id == partner_id)
+        if status is not None:
+            query = query.where(d.status == status)
+        if period is not None:
+            query = query.where(d.period == period)
+        if after is not None:
+            query = query.where(sa.tuple_(d.created_at, d.id) < sa.tuple_(*after))
+        return list((await self.session.execute(query)).all())
+
+    async def resolve_dispute(self, dispute_id: uuid.UUID, values: dict[str, Any]) -> None:
+        await self.session.execute(m.disputes.update().where(m.disputes.c.id == dispute_id).values(
+            **values, version=m.disputes.c.version + 1))
+
+    async def post_entry(self, entry: Entry) -> uuid.UUID:
+        """Appends one entry; its entry id."""
+        made = await self.session.execute(m.ledger.insert().values(
+            partner_id=entry.partner_id, account_id=entry.account_id, sale_id=entry.sale_id,
+            program_code=entry.program_code, amount=entry.amount, currency=entry.currency, kind=entry.kind.value,
+            revision=entry.revision, cause=entry.cause, period=entry.period, sale_period=entry.sale_period,
+        ).returning(m.ledger.c.entry_id))
+        return made.scalar_one()  # type: ignore[no-any-return]

@@ -4,10 +4,22 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, StrictBool, model_validator
 
-from partnerhub.types import Code, Currency, Input, Instant, Money, Name, PositiveMoney, Rate, UtcDatetime
+from partnerhub.types import (
+    Code,
+    Currency,
+    FreeText,
+    Input,
+    Instant,
+    Money,
+    Name,
+    PositiveMoney,
+    Rate,
+    UtcDatetime,
+)
 from services.incentives.domain import ANY, ProgramKind
 
 CLASSIFICATIONS = ("strategic", "key", "commercial", "smb")
@@ -213,6 +225,73 @@ class Statement(BaseModel):
     period: str
     status: str
     totals: list[StatementTotals]
+    confirmed_at: Instant | None = Field(default=None, description="when the partner confirmed the closed statement")
+    confirmed_by: str | None = Field(default=None, description="who confirmed it (the token's subject)")
+
+
+class StatementLine(BaseModel):
+    entry_id: uuid.UUID
+    kind: Literal["original", "adjustment", "bip", "dispute_settlement"]
+    sale_id: str | None
+    program_code: str | None
+    amount: Money = Field(description="signed")
+    currency: str
+    sale_period: str
+    cause: str = Field(description="the event or dispute id that caused the entry")
+    explanation: str
+    posted_at: Instant
+
+
+PERIOD_PATTERN = r"^\d{4}-(0[1-9]|1[0-2])$"
+
+
+class DisputeIn(Input):
+    partner_id: uuid.UUID
+    period: str = Field(pattern=PERIOD_PATTERN, description="the statement's calendar month, YYYY-MM")
+    sale_id: Code | None = None
+    program_code: Code | None = None
+    currency: Currency
+    claimed_amount: Money = Field(description="signed: what the partner believes it is owed beyond the statement")
+    reason: FreeText = Field(min_length=1)
+
+
+class AcceptDispute(Input):
+    decision: Literal["accept"]
+    amount: Money = Field(description="the settlement, signed (may differ from the claim)")
+    reason: FreeText = Field(min_length=1)
+
+
+class RejectDispute(Input):
+    decision: Literal["reject"]
+    reason: FreeText = Field(min_length=1)
+
+
+DisputeDecisionIn = Annotated[AcceptDispute | RejectDispute, Field(discriminator="decision")]
+
+
+class Settlement(BaseModel):
+    entry_id: uuid.UUID
+    amount: Money
+    period: str = Field(description="the period the settlement was posted into")
+
+
+class Dispute(BaseModel):
+    id: uuid.UUID
+    partner_id: uuid.UUID
+    period: str
+    sale_id: str | None
+    program_code: str | None
+    currency: str
+    claimed_amount: Money
+    reason: str
+    status: Literal["open", "accepted", "rejected", "withdrawn"]
+    decision: Literal["accept", "reject"] | None
+    decision_reason: str | None
+    decided_by: str | None
+    decided_at: Instant | None
+    settled_amount: Money | None
+    settlement: Settlement | None
+    created_at: Instant
 
 
 class PeriodClosed(BaseModel):

@@ -17,11 +17,14 @@ from partnerhub.http import check_if_match
 from partnerhub.metrics import RECALCULATION_SECONDS, SALES_SET_ASIDE
 from partnerhub.money import format_money
 from partnerhub.problems import Problem, conflict, not_found, unprocessable
-from partnerhub.timeutil import BEGINNING, period_of, utcnow
+from partnerhub.timeutil import BEGINNING, isoformat, period_of, utcnow
 from services.incentives import models as m
 from services.incentives.domain import (
     ZERO,
     BipGroup,
+    Dispute,
+    DisputeClosed,
+    DisputeStatus,
     Periods,
     Position,
     Posting,
@@ -31,15 +34,26 @@ from services.incentives.domain import (
     Rule,
     Sale,
     Trigger,
+    decide_dispute,
     delta_view,
+    dispute_event,
     find_tie,
+    line_explanation,
     next_period,
     post_bip,
     post_sales,
     recalculation_completed,
+    statement_event,
+    withdraw_dispute,
 )
-from services.incentives.repository import LOCK_PROGRAMS, IncentivesRepository, PostingRows, SaleScope
-from services.incentives.schemas import ProductIn, ProgramIn, SaleIn
+from services.incentives.repository import (
+    LOCK_PROGRAMS,
+    IncentivesRepository,
+    PostingRows,
+    SaleScope,
+    StatementsRepository,
+)
+from services.incentives.schemas import DisputeIn, ProductIn, ProgramIn, SaleIn
 
 PRICING_BATCH = 5000
 # A recalculation streams its sales in chunks of this many: memory stays bounded however many it touches.
@@ -279,6 +293,7 @@ async def close_period(tx: Transaction, period: str) -> dict[str, Any]:
     if newly_closed:
         rows = await repo.live_statements(first, period, None)
         await repo.freeze_statements([dict(row._mapping) for row in rows])
+        tx.emit_all(_statement_closed_events(rows))
     await repo.set_closed_through(period)
     return {"period": period, "status": "closed", "closed_through": period, "newly_closed": newly_closed}
 
@@ -292,8 +307,12 @@ async def statement(tx: Transaction, partner_id: uuid.UUID, period: str) -> dict
     else:
         rows = await repo.live_statements(period, period, partner_id)
         status = "open"
+    confirmation = await StatementsRepository(tx.session).confirmation(partner_id, period)
     return {"partner_id": partner_id, "period": period, "status": status,
-            "totals": [{k: v for k, v in row._mapping.items() if k != "period"} for row in rows]}
+            "totals": [{k: v for k, v in row._mapping.items() if k not in {"period", "partner_id", "closed_at"}}
+                       for row in rows],
+            "confirmed_at": confirmation.confirmed_at if confirmation else None,
+            "confirmed_by": confirmation.confirmed_by if confirmation else None}
 
 
 def bip_explanation(row: Any) -> str:
@@ -624,3 +643,150 @@ def parse_time(raw: object) -> datetime:
         return datetime.fromisoformat(str(raw))
     except ValueError as exc:
         raise Problem(422, detail="the cursor is not one this service issued") from exc
+
+
+# --- statement lines, confirmations and disputes ------------------------------------------------
+def line_view(row: Any) -> dict[str, Any]:
+    return {
+        "entry_id": row.entry_id, "kind": row.kind, "sale_id": row.sale_id, "program_code": row.program_code,
+        "amount": row.amount, "currency": row.currency, "sale_period": row.sale_period, "cause": row.cause,
+        "explanation": line_explanation(row.kind, row.sale_id, row.program_code, row.amount, row.currency,
+                                        row.period, row.sale_period, row.cause),
+        "posted_at": row.created_at,
+    }
+
+
+async def statement_lines(tx: Transaction, partner_id: uuid.UUID, period: str, currency: str | None,
+                          after: int | None, limit: int | None) -> list[tuple[int, dict[str, Any]]]:
+    """Every ledger entry posted into the period, in posting order, each with its position (for a cursor)."""
+    rows = await StatementsRepository(tx.session).lines(partner_id, period, currency, after, limit)
+    return [(row.id, line_view(row)) for row in rows]
+
+
+async def confirm_statement(tx: Transaction, partner_id: uuid.UUID, period: str, by: str) -> dict[str, Any]:
+    """The partner confirms a closed statement, once; confirming again changes nothing."""
+    repo = IncentivesRepository(tx.session)
+    await repo.lock([LOCK_PROGRAMS], shared=True)  # closing takes it exclusive: the open/closed line stays still
+    closed = await repo.closed_through()
+    if closed is None or period > closed:
+        raise conflict(f"the statement for {period} is still open; only a closed statement can be confirmed",
+                       statement_status="open")
+    made = await StatementsRepository(tx.session).confirm(partner_id, period, by)
+    view = await statement(tx, partner_id, period)
+    if made:
+        tx.emit(statement_event("statement.confirmed", partner_id, period, {
+            "confirmed_at": isoformat(view["confirmed_at"]), "confirmed_by": view["confirmed_by"],
+            "totals": _totals_json(view["totals"])}))
+    return view
+
+
+def _totals_json(totals: Iterable[dict[str, Any]]) -> list[dict[str, str]]:
+    return [{key: (format_money(value) if isinstance(value, Decimal) else value) for key, value in row.items()}
+            for row in totals]
+
+
+def _statement_closed_events(rows: Iterable[Any]) -> list[Any]:
+    """statement.closed per partner and newly closed period, with the frozen totals."""
+    by_statement: dict[tuple[uuid.UUID, str], list[dict[str, Any]]] = {}
+    for row in rows:
+        values = dict(row._mapping) if hasattr(row, "_mapping") else dict(row)
+        by_statement.setdefault((values["partner_id"], values["period"]), []).append(
+            {k: v for k, v in values.items() if k not in {"partner_id", "period", "closed_at"}})
+    return [statement_event("statement.closed", partner_id, period, {"status": "closed",
+                                                                      "totals": _totals_json(totals)})
+            for (partner_id, period), totals in sorted(by_statement.items(), key=lambda item: (item[0][1],
+                                                                                            str(item[0][0])))]
+
+
+def dispute_view(row: Any) -> dict[str, Any]:
+    decision = {"accepted": "accept", "rejected": "reject"}.get(row.status)
+    settlement = None
+    if row.settlement_entry_id is not None:
+        settlement = {"entry_id": row.settlement_entry_id, "amount": row.settled_amount,
+                      "period": row.settlement_period}
+    return {
+        "id": row.id, "partner_id": row.partner_id, "period": row.period, "sale_id": row.sale_id,
+        "program_code": row.program_code, "currency": row.currency, "claimed_amount": row.claimed_amount,
+        "reason": row.reason, "status": row.status, "decision": decision, "decision_reason": row.decision_reason,
+        "decided_by": row.decided_by, "decided_at": row.decided_at, "settled_amount": row.settled_amount,
+        "settlement": settlement, "created_at": row.created_at,
+    }
+
+
+def _dispute(row: Any) -> Dispute:
+    return Dispute(row.id, row.partner_id, row.period, row.sale_id, row.program_code, row.currency,
+                   row.claimed_amount, row.reason, row.status)
+
+
+async def open_dispute(tx: Transaction, body: DisputeIn, opened_by: str,
+                       encode: Callable[[dict[str, Any]], dict[str, Any]]) -> dict[str, Any]:
+    """A partner disputes a statement, a sale on it, or a sale under one program; one open dispute per
+    (partner, period, sale, program). `encode` renders the view as its event data."""
+    repo = StatementsRepository(tx.session)
+    if body.sale_id is not None:
+        sale = await IncentivesRepository(tx.session).get_sale(body.sale_id)
+        if sale is None or sale.partner_id != body.partner_id:
+            raise unprocessable(f"sale {body.sale_id!r} is not a sale of partner {body.partner_id}",
+                                ["body", "sale_id"])
+    dispute_id = uuid.uuid4()
+    made = await repo.add_dispute({
+        "id": dispute_id, "partner_id": body.partner_id, "period": body.period, "sale_id": body.sale_id,
+        "program_code": body.program_code, "currency": body.currency, "claimed_amount": body.claimed_amount,
+        "reason": body.reason, "status": DisputeStatus.OPEN.value, "opened_by": opened_by,
+    })
+    if not made:
+        same = await repo.open_dispute_like(body.partner_id, body.period, body.sale_id, body.program_code)
+        raise conflict(f"dispute {same.id if same else ''} is already open on this statement"
+                       f"{' for sale ' + body.sale_id if body.sale_id else ''}"
+                       f"{' under ' + body.program_code if body.program_code else ''}; decide or withdraw it first",
+                       dispute_id=str(same.id) if same else None)
+    row = await repo.dispute(dispute_id)
+    view = dispute_view(row)
+    tx.emit(dispute_event("dispute.opened", encode(view)))
+    return view
+
+
+async def get_dispute(tx: Transaction, dispute_id: uuid.UUID) -> dict[str, Any]:
+    row = await StatementsRepository(tx.session).dispute(dispute_id)
+    if row is None:
+        raise not_found(f"dispute {dispute_id}")
+    return dispute_view(row)
+
+
+async def list_disputes(tx: Transaction, partner_id: uuid.UUID | None, status: str | None, period: str | None,
+                        after: tuple[datetime, uuid.UUID] | None, limit: int) -> list[dict[str, Any]]:
+    rows = await StatementsRepository(tx.session).list_disputes(partner_id, status, period, after, limit)
+    return [dispute_view(row) for row in rows]
+
+
+async def resolve_dispute(tx: Transaction, dispute_id: uuid.UUID, by: str,
+                          encode: Callable[[dict[str, Any]], dict[str, Any]], *, accept: bool | None,
+                          amount: Decimal | None = None, reason: str | None = None,
+                          partner_id: uuid.UUID | None = None) -> dict[str, Any]:
+    """Decides a dispute (accept or reject: admin) or withdraws it (accept None: its partner). An accepted one
+    posts its settlement into the earliest open period, in this transaction."""
+    repo = StatementsRepository(tx.session)
+    incentives = IncentivesRepository(tx.session)
+    await incentives.lock([LOCK_PROGRAMS], shared=True)  # closing takes it exclusive: the open period stays open
+    row = await repo.dispute(dispute_id, lock=True)
+    if row is None or (partner_id is not None and row.partner_id != partner_id):
+        raise not_found(f"dispute {dispute_id}")
+    try:
+        if accept is None:
+            decision = withdraw_dispute(_dispute(row))
+        else:
+            decision = decide_dispute(_dispute(row), accept, amount,
+                                      Periods(await incentives.closed_through()))
+    except DisputeClosed as exc:
+        raise conflict(str(exc), dispute_status=exc.status) from exc
+    values: dict[str, Any] = {"status": decision.status.value, "decided_by": by, "decided_at": utcnow(),
+                              "decision_reason": reason}
+    if decision.status == DisputeStatus.ACCEPTED:
+        values["settled_amount"] = amount
+    if decision.settlement is not None:
+        values["settlement_entry_id"] = await repo.post_entry(decision.settlement)
+        values["settlement_period"] = decision.settlement.period
+    await repo.resolve_dispute(dispute_id, values)
+    view = dispute_view(await repo.dispute(dispute_id))
+    tx.emit(dispute_event("dispute.resolved", encode(view)))
+    return view
