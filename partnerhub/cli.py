@@ -131,7 +131,9 @@ async def _publish(bootstrap_servers: str, topic: str, key: str, value: bytes, i
     )
     await producer.start()
     try:
-        await producer.send_and_wait(topic, value, key=key.encode())
+        from partnerhub.events import STRUCTURED_HEADERS
+
+        await producer.send_and_wait(topic, value, key=key.encode(), headers=STRUCTURED_HEADERS)
     finally:
         await producer.stop()
 

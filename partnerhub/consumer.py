@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from partnerhub.config import Settings
 from partnerhub.db import Database, Transaction, is_transient, write_letter
-from partnerhub.events import CloudEvent, EnvelopeError, parse_event
+from partnerhub.events import CloudEvent, EnvelopeError, parse_message
 from partnerhub.kafka import bootstrap, dead_letter_topic
 from partnerhub.logs import set_traceparent
 from partnerhub.metrics import CONSUMER_LAG, EVENTS_CONSUMED, EVENTS_DEAD_LETTERED
@@ -252,7 +252,7 @@ class ConsumerRunner:
             await self.process(message)
 
     async def _apply_batch(self, messages: list[ConsumerRecord]) -> list[tuple[ConsumerRecord, str]]:
-        parsed = [(message, parse_event(message.value)) for message in messages]
+        parsed = [(message, parse_message(message.value, message.headers)) for message in messages]
         handled = [(m, e) for m, e in parsed if e.type in self.handlers.get(m.topic, {})]
         outcomes = {id(m): "ignored" for m, _ in parsed}
         topic_handler = self.topic_handlers.get(messages[0].topic)
@@ -349,7 +349,7 @@ class ConsumerRunner:
     async def process(self, message: ConsumerRecord) -> None:
         topic = message.topic
         try:
-            event = parse_event(message.value)
+            event = parse_message(message.value, message.headers)
         except EnvelopeError as exc:
             await self.dead_letter(message, str(exc), None)
             return

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
@@ -107,6 +108,49 @@ class OutgoingEvent:
         if traceparent:
             envelope["traceparent"] = traceparent
         return envelope
+
+
+# The CloudEvents Kafka binding: structured mode carries this content type; binary mode carries the attributes
+# as ce_* headers and the data alone as the value.
+STRUCTURED = "application/cloudevents+json"
+STRUCTURED_HEADERS: list[tuple[str, bytes]] = [("content-type", STRUCTURED.encode())]
+_BINARY_MARK = "ce_specversion"
+
+
+def parse_message(value: bytes | None, headers: Sequence[tuple[str, bytes | None]] | None) -> CloudEvent:
+    """A consumed Kafka message as a CloudEvent, in either mode of the Kafka binding: binary (a ce_specversion
+    header; the attributes in ce_* headers, the value is the data) or structured (the value is the event)."""
+    if headers:
+        for name, _ in headers:
+            if name == _BINARY_MARK:
+                return parse_binary(value, headers)
+    return parse_event(value)
+
+
+def parse_binary(value: bytes | None, headers: Sequence[tuple[str, bytes | None]]) -> CloudEvent:
+    attributes: dict[str, Any] = {}
+    for name, raw in headers:
+        if name.startswith("ce_") or name == "content-type":
+            try:
+                text = (raw or b"").decode()
+            except UnicodeDecodeError as exc:
+                raise EnvelopeError(f"the message's {name} header is not UTF-8 text") from exc
+            attributes["datacontenttype" if name == "content-type" else name[3:]] = text
+    content_type = str(attributes.get("datacontenttype") or "application/json")
+    if content_type.split(";")[0].strip().lower() != "application/json":
+        raise EnvelopeError(f"a binary-mode event must carry content-type application/json, not {content_type!r}")
+    if value is None:
+        raise EnvelopeError("the message has no value (a binary-mode event's value is its data)")
+    try:
+        attributes["data"] = orjson.loads(value)
+    except orjson.JSONDecodeError as exc:
+        raise EnvelopeError(f"the binary-mode event's data is not JSON: {exc}") from exc
+    try:
+        return CloudEvent.model_validate(attributes)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in err['loc']) or 'event'}: {err['msg']}"
+                             for err in exc.errors())
+        raise EnvelopeError(f"the message is not a CloudEvents 1.0 event in binary mode: {problems}") from exc
 
 
 def parse_event(raw: bytes | None) -> CloudEvent:

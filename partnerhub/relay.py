@@ -17,6 +17,7 @@ from aiokafka.partitioner import DefaultPartitioner
 
 from partnerhub.config import Settings
 from partnerhub.db import OUTBOX_CHANNEL, asyncpg_dsn
+from partnerhub.events import STRUCTURED_HEADERS
 from partnerhub.metrics import EVENTS_PUBLISHED, OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE
 
 log = logging.getLogger(__name__)
@@ -56,22 +57,21 @@ MEASURE_BACKLOG = (
 MARK_PUBLISHED = "UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])"
 
 
-NO_HEADERS: list[tuple[str, bytes]] = []
-
-
 class OutboxRow(NamedTuple):
     id: int
     topic: str
     key: bytes | None
     payload: bytes | None
-    # aiokafka's record builder takes a list; the shared empty one is never changed.
-    headers: list[tuple[str, bytes]] = NO_HEADERS
+    # A service's own event goes out in CloudEvents structured mode, saying so in its content-type header (a
+    # dead letter with the headers it came with). aiokafka's record builder takes a list; the shared one is
+    # never changed.
+    headers: list[tuple[str, bytes]] = STRUCTURED_HEADERS
 
 
 def _headers(text: str | None) -> list[tuple[str, bytes]]:
-    """A row's headers ([name, base64 value] pairs), as Kafka takes them."""
+    """A row's headers ([name, base64 value] pairs) as Kafka takes them; an event's own: its content type."""
     if text is None:
-        return NO_HEADERS
+        return STRUCTURED_HEADERS
     return [(name, base64.b64decode(value)) for name, value in json.loads(text)]
 
 

@@ -268,3 +268,27 @@ async def test_contract_conventions_on_products_programs_sales_and_statements(in
 
     statement = await incentives.get(f"/v1/partners/{world.partner_id}/statements/2026-03", headers=tokens())
     assert statement.status_code == 200 and statement.headers["etag"].startswith('W/"')
+
+
+async def test_a_sale_in_cloudevents_binary_mode_is_the_same_sale(incentives, publish, tokens, infrastructure) -> None:
+    """The Kafka binding's binary mode (ce_* headers, the value is the data) is accepted on sales.recorded, and a
+    sale sent once in each mode is one sale."""
+    from aiokafka import AIOKafkaProducer
+
+    world = await World(incentives, publish, tokens).setup()
+    sale_id = f"BIN-{uuid.uuid4()}"
+    sale = world.sale(sale_id, "400.00", "2026-03-07T10:00:00Z")
+    producer = AIOKafkaProducer(bootstrap_servers=infrastructure.bootstrap_servers, enable_idempotence=False)
+    await producer.start()
+    try:
+        headers = [("ce_specversion", b"1.0"), ("ce_id", str(uuid.uuid4()).encode()),
+                   ("ce_source", b"crm-binary"), ("ce_type", b"sale.recorded"), ("ce_subject", sale_id.encode()),
+                   ("ce_time", b"2026-03-07T10:00:05Z"), ("content-type", b"application/json")]
+        await producer.send_and_wait("sales.recorded", json.dumps(sale).encode(), key=world.account_id.encode(),
+                                     headers=headers)
+    finally:
+        await producer.stop()
+    await world.amount_becomes(sale_id, "20.00")
+    await world.publish_sale(sale)  # the same sale, structured
+    ledger = await world.ledger(sale_id)
+    assert [(e["kind"], e["amount"]) for e in ledger] == [("original", "20.00")]

@@ -91,6 +91,7 @@ async def consume(bootstrap: str, topic: str, count: int) -> list[Message]:
             for records in batches.values():
                 for record in records:
                     assert record.key is not None and record.value is not None
+                    assert list(record.headers) == [("content-type", b"application/cloudevents+json")]
                     body = json.loads(record.value)
                     assert record.key.decode() == body["key"]
                     messages.append(Message(record.partition, body["key"], body["seq"]))

@@ -1,6 +1,8 @@
+import json
+
 import pytest
 
-from partnerhub.events import EnvelopeError, OutgoingEvent, dumps, parse_event
+from partnerhub.events import EnvelopeError, OutgoingEvent, dumps, parse_event, parse_message
 
 
 def test_envelope_round_trip() -> None:
@@ -29,3 +31,25 @@ def test_consumer_membership_follows_the_settings() -> None:
                                  kafka_heartbeat_interval_ms=500), "funds.accruals")
     assert static["group_instance_id"] == "funds-0.funds.accruals" and static["heartbeat_interval_ms"] == 500
     assert static["session_timeout_ms"] == 10_000 and "group_instance_id" not in dynamic
+
+
+def test_both_modes_of_the_kafka_binding_parse_to_the_same_event() -> None:
+    data = {"sale_id": "S-1", "amount": "10.00"}
+    structured = parse_message(json.dumps({
+        "specversion": "1.0", "id": "e-1", "source": "crm", "type": "sale.recorded", "subject": "S-1",
+        "time": "2026-03-07T10:00:05Z", "datacontenttype": "application/json", "data": data}).encode(),
+        [("content-type", b"application/cloudevents+json")])
+    binary = parse_message(json.dumps(data).encode(), [
+        ("ce_specversion", b"1.0"), ("ce_id", b"e-1"), ("ce_source", b"crm"), ("ce_type", b"sale.recorded"),
+        ("ce_subject", b"S-1"), ("ce_time", b"2026-03-07T10:00:05Z"), ("content-type", b"application/json")])
+    assert binary == structured
+    for value, headers, why in (
+        (b"not json", [("ce_specversion", b"1.0"), ("ce_id", b"e"), ("ce_source", b"s"), ("ce_type", b"t")],
+         "not JSON"),
+        (b"{}", [("ce_specversion", b"1.0"), ("ce_source", b"s"), ("ce_type", b"t")], "id"),
+        (b"{}", [("ce_specversion", b"1.0"), ("ce_id", b"e"), ("ce_source", b"s"), ("ce_type", b"t"),
+                 ("content-type", b"text/plain")], "application/json"),
+        (b"{}", [("ce_specversion", b"1.0"), ("ce_id", b"\xff"), ("ce_source", b"s"), ("ce_type", b"t")], "UTF-8"),
+    ):
+        with pytest.raises(EnvelopeError, match=why):
+            parse_message(value, headers)
