@@ -155,6 +155,14 @@ def cmd_publish_sale(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dlq(args: argparse.Namespace) -> int:
+    from partnerhub import dlq
+
+    settings = get_settings()
+    idempotence = os.environ.get("PARTNERHUB_KAFKA_IDEMPOTENCE", "false").strip().lower() in TRUE_WORDS
+    return dlq.cmd_dlq(args, publish_bootstrap_servers(args.bootstrap_servers, settings), idempotence)
+
+
 def _tail(path: Path, lines: int = 15) -> str:
     with contextlib.suppress(OSError):
         return "\n".join("  " + line for line in path.read_text(errors="replace").splitlines()[-lines:])
@@ -473,6 +481,18 @@ def main(argv: list[str] | None = None) -> int:
         help="default: $KAFKA_BOOTSTRAP_SERVERS, else the broker of a running `up`, else 127.0.0.1:9092",
     )
     sale.set_defaults(func=cmd_publish_sale)
+
+    dlq = commands.add_parser("dlq", help="list a topic's dead letters, or replay them to the topic unchanged")
+    dlq.add_argument("action", choices=["list", "replay"])
+    dlq.add_argument("topic", help="the topic whose <topic>.dlq to read, e.g. sales.recorded")
+    dlq.add_argument("--offset", action="append",
+                     help="replay: only this letter (OFFSET or PARTITION:OFFSET, as `list` prints); repeatable; "
+                          "default: all")
+    dlq.add_argument(
+        "--bootstrap-servers",
+        help="default: $KAFKA_BOOTSTRAP_SERVERS, else the broker of a running `up`, else 127.0.0.1:9092",
+    )
+    dlq.set_defaults(func=cmd_dlq)
 
     from partnerhub import ops
 
