@@ -9,6 +9,7 @@ import fcntl
 import importlib
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -105,6 +106,25 @@ def sale_recorded_event(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def refusal(event: dict[str, Any]) -> str | None:
+    """Why incentives would refuse this sale.recorded event (the envelope and the sale, checked with the models
+    its consumer validates with), or None."""
+    from pydantic import ValidationError
+
+    from partnerhub.consumer import validation_reason
+    from partnerhub.events import EnvelopeError, parse_event
+    from services.incentives.handlers import SaleRecorded
+
+    try:
+        parse_event(json.dumps(event).encode())
+        SaleRecorded.model_validate(event["data"])
+    except EnvelopeError as exc:
+        return str(exc)
+    except ValidationError as exc:
+        return validation_reason(exc)
+    return None
+
+
 def publish_bootstrap_servers(explicit: str | None, settings: Settings) -> str:
     """--bootstrap-servers, else KAFKA_BOOTSTRAP_SERVERS, else the broker of a running `up`, else :9092."""
     if explicit:
@@ -144,6 +164,10 @@ def cmd_publish_sale(args: argparse.Namespace) -> int:
     # Off by default here: Tansu, the embedded broker, has no idempotent producers.
     idempotence = os.environ.get("PARTNERHUB_KAFKA_IDEMPOTENCE", "false").strip().lower() in TRUE_WORDS
     event = sale_recorded_event(args)
+    refused = refusal(event)
+    if refused:
+        print(f"partnerhub publish-sale: not published, incentives would dead-letter it: {refused}", file=sys.stderr)
+        return 2
     value = json.dumps(event, separators=(",", ":")).encode()
     try:
         asyncio.run(_publish(bootstrap_servers, "sales.recorded", args.account_id, value, idempotence))
@@ -161,6 +185,13 @@ def cmd_dlq(args: argparse.Namespace) -> int:
     settings = get_settings()
     idempotence = os.environ.get("PARTNERHUB_KAFKA_IDEMPOTENCE", "false").strip().lower() in TRUE_WORDS
     return dlq.cmd_dlq(args, publish_bootstrap_servers(args.bootstrap_servers, settings), idempotence)
+
+
+def second_terminal_exports(settings: Settings, data_dir: Path, bootstrap: str) -> str:
+    """The `export` line a second terminal needs to reach a running `up`: its data dir, broker and ports."""
+    values = {"PARTNERHUB_DATA_DIR": str(data_dir), "KAFKA_BOOTSTRAP_SERVERS": bootstrap}
+    values |= {f"PARTNERHUB_{service.upper()}_PORT": str(settings.port(service)) for service in SERVICES}
+    return "export " + " ".join(f"{name}={shlex.quote(value)}" for name, value in values.items())
 
 
 def _tail(path: Path, lines: int = 15) -> str:
@@ -315,6 +346,8 @@ class EmbeddedRuntime:
         print(f"  broker      {bootstrap}")
         print(f"  data        {self.data_dir}")
         print(f"  logs        {self.logs}")
+        print("In a second terminal, to reach this system with ./run partnerhub …, paste:")
+        print(f"  {second_terminal_exports(self.settings, self.data_dir, bootstrap)}")
         print("Stop with Ctrl-C.", flush=True)
 
     def _wait_ready(self, timeout: float) -> None:

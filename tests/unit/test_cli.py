@@ -102,22 +102,58 @@ def test_published_sale_is_a_valid_cloudevent(
 
     monkeypatch.setattr(cli, "_publish", fake_publish)
     fresh_settings.delenv("PARTNERHUB_KAFKA_IDEMPOTENCE", raising=False)
+    partner, account = str(uuid.uuid4()), str(uuid.uuid4())
     args = [
-        "publish-sale", "--sale-id", "S-1", "--partner-id", "p-1", "--account-id", "a-1", "--sku", "SKU-1",
+        "publish-sale", "--sale-id", "S-1", "--partner-id", partner, "--account-id", account, "--sku", "SKU-1",
         "--amount", "1000.00", "--currency", "USD", "--booked-at", "2026-03-05T10:00:00Z",
         "--bootstrap-servers", "127.0.0.1:1",
     ]
     assert main(args) == 0
 
     [(bootstrap, topic, key, value, idempotence)] = sent
-    assert (bootstrap, topic, key, idempotence) == ("127.0.0.1:1", "sales.recorded", "a-1", False)
+    assert (bootstrap, topic, key, idempotence) == ("127.0.0.1:1", "sales.recorded", account, False)
     event = parse_event(value)
     assert event.type == "sale.recorded" and event.subject == "S-1" and event.specversion == "1.0"
     assert event.datacontenttype == "application/json"
     assert json.loads(value)["data"] == {
-        "sale_id": "S-1", "partner_id": "p-1", "account_id": "a-1", "sku": "SKU-1",
+        "sale_id": "S-1", "partner_id": partner, "account_id": account, "sku": "SKU-1",
         "amount": "1000.00", "currency": "USD", "booked_at": "2026-03-05T10:00:00Z",
     }
+
+
+@pytest.mark.parametrize(("option", "value", "reason"), [
+    ("--booked-at", "2026-03-05T10:00:00", "with a time zone"),
+    ("--amount", "1e27", "at most 12 digits"),
+    ("--currency", "XYZ", "ISO 4217"),
+    ("--partner-id", "p-1", "valid UUID"),
+])
+def test_a_sale_incentives_would_refuse_is_not_published(
+    option: str, value: str, reason: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:
+    from partnerhub import cli
+
+    sent: list[bytes] = []
+
+    async def fake_publish(bootstrap: str, topic: str, key: str, value: bytes, idempotence: bool) -> None:
+        sent.append(value)
+
+    monkeypatch.setattr(cli, "_publish", fake_publish)
+    options = {"--sale-id": "S-1", "--partner-id": str(uuid.uuid4()), "--account-id": str(uuid.uuid4()),
+               "--sku": "SKU-1", "--amount": "10.00", "--currency": "USD", "--booked-at": "2026-03-05T10:00:00Z",
+               "--bootstrap-servers": "127.0.0.1:1"} | {option: value}
+    assert main(["publish-sale", *(part for pair in options.items() for part in pair)]) == 2
+    assert sent == []
+    error = capsys.readouterr().err
+    assert "not published" in error and reason in error
+
+
+def test_the_up_banner_gives_a_second_terminal_its_exports(tmp_path: Path) -> None:
+    from partnerhub.cli import second_terminal_exports
+
+    line = second_terminal_exports(Settings(incentives_port=9103), tmp_path / "my data", "127.0.0.1:19092")
+    assert line.startswith("export PARTNERHUB_DATA_DIR=")
+    assert f"'{tmp_path / 'my data'}'" in line and "KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:19092" in line
+    assert "PARTNERHUB_INCENTIVES_PORT=9103" in line and "PARTNERHUB_REGISTRY_PORT=8001" in line
 
 
 def test_publish_finds_the_broker_of_a_running_up(tmp_path: Path) -> None:
