@@ -90,8 +90,7 @@ async def list_accounts(
 
 @router.get("/{account_id}", response_model=Account, summary="Get an account", responses=NOT_FOUND)
 async def get_account(account_id: uuid.UUID, ctx: Ctx, principal: Anyone) -> JSONResponse:
-    async with ctx.db.transaction() as tx:
-        account = await usecases.get_account(tx, principal, account_id)
+    account = await usecases.read_account(ctx.db, principal, account_id)
     return json_response(_account(account), etag_version=account["version"])
 
 

@@ -6,17 +6,19 @@ import uuid
 from datetime import datetime
 from typing import Any
 
+import asyncpg
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from partnerhub.db import compiled, parameter
 from services.accounts.models import account_classifications, account_owners, accounts, partners, registrations
 
 # The replica's `source` of a partner state that came by event: "event <event id>".
 EVENT_SOURCE = "event "
 
 
-def classification_at(at: datetime) -> sa.ScalarSelect[Any]:
+def classification_at(at: datetime | sa.ColumnElement[Any]) -> sa.ScalarSelect[Any]:
     """The classification in force at `at`, for the account of the enclosing query."""
     return (
         sa.select(account_classifications.c.classification)
@@ -30,7 +32,7 @@ def classification_at(at: datetime) -> sa.ScalarSelect[Any]:
     )
 
 
-def owner_at(at: datetime) -> sa.ScalarSelect[Any]:
+def owner_at(at: datetime | sa.ColumnElement[Any]) -> sa.ScalarSelect[Any]:
     """The owner (a partner id, or null) in force at `at`, for the account of the enclosing query."""
     return (
         sa.select(account_owners.c.partner_id)
@@ -41,12 +43,21 @@ def owner_at(at: datetime) -> sa.ScalarSelect[Any]:
     )
 
 
-def _as_of(at: datetime) -> sa.Select[Any]:
+def _as_of(at: datetime | sa.ColumnElement[Any]) -> sa.Select[Any]:
     return sa.select(
         accounts,
         classification_at(at).label("classification"),
         owner_at(at).label("owner_partner_id"),
     )
+
+
+# One account as it stands now, for a read outside a transaction (Database.read_one): one precompiled statement.
+ONE_ACCOUNT = compiled(_as_of(sa.func.now()).where(accounts.c.id == parameter(1, "uuid")))
+
+
+async def read_account(connection: asyncpg.Connection, account_id: uuid.UUID) -> dict[str, Any] | None:
+    row = await connection.fetchrow(ONE_ACCOUNT, account_id)
+    return dict(row) if row is not None else None
 
 
 class AccountRepository:

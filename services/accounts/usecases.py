@@ -16,13 +16,13 @@ from fastapi.encoders import jsonable_encoder
 from sqlalchemy.exc import IntegrityError
 
 from partnerhub.auth import Principal, Role, issue_token
-from partnerhub.db import Transaction
+from partnerhub.db import Database, Transaction
 from partnerhub.events import OutgoingEvent
 from partnerhub.http import check_if_match
 from partnerhub.problems import Problem, conflict, illegal_move, not_found, unprocessable
 from partnerhub.service import ServiceContext
 from partnerhub.timeutil import BEGINNING, isoformat, utcnow
-from services.accounts import domain
+from services.accounts import domain, repository
 from services.accounts.domain import Cause, Classification, Entry, PartnerStatus
 from services.accounts.repository import EVENT_SOURCE, AccountRepository, RegistrationRepository
 from services.accounts.schemas import (
@@ -100,6 +100,14 @@ async def _add_account(
     await repo.add_owners([{"partner_id": None, **origin}])
     account = await _fresh(repo, account_id)
     tx.emit(_event("account.created", account, event_id))
+    return account
+
+
+async def read_account(db: Database, principal: Principal, account_id: uuid.UUID) -> dict[str, Any]:
+    """One account as GET answers it: one statement, outside a transaction; another partner's is not found."""
+    account = await db.read_one(lambda connection: repository.read_account(connection, account_id))
+    if account is None or not principal.may_see_partner(account["owner_partner_id"]):
+        raise not_found(f"account {account_id}")
     return account
 
 
