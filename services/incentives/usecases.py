@@ -689,7 +689,7 @@ def _statement_closed_events(rows: Iterable[Any]) -> list[Any]:
     """statement.closed per partner and newly closed period, with the frozen totals."""
     by_statement: dict[tuple[uuid.UUID, str], list[dict[str, Any]]] = {}
     for row in rows:
-        values = dict(row._mapping) if hasattr(row, "_mapping") else dict(row)
+        values = dict(row._mapping)
         by_statement.setdefault((values["partner_id"], values["period"]), []).append(
             {k: v for k, v in values.items() if k not in {"partner_id", "period", "closed_at"}})
     return [statement_event("statement.closed", partner_id, period, {"status": "closed",
