@@ -518,9 +518,9 @@ def main(argv: list[str] | None = None) -> int:
     dlq = commands.add_parser("dlq", help="list a topic's dead letters, or replay them to the topic unchanged")
     dlq.add_argument("action", choices=["list", "replay"])
     dlq.add_argument("topic", help="the topic whose <topic>.dlq to read, e.g. sales.recorded")
-    dlq.add_argument("--offset", action="append",
-                     help="replay: only this letter (OFFSET or PARTITION:OFFSET, as `list` prints); repeatable; "
-                          "default: all")
+    dlq.add_argument("--offset", action="extend", nargs="+", metavar="N",
+                     help="replay: only these letters (OFFSET or PARTITION:OFFSET, as `list` prints; "
+                          "--offset 3 7 or --offset 3 --offset 7); default: all")
     dlq.add_argument(
         "--bootstrap-servers",
         help="default: $KAFKA_BOOTSTRAP_SERVERS, else the broker of a running `up`, else 127.0.0.1:9092",

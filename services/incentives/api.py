@@ -30,6 +30,7 @@ from services.incentives.domain import ItemView, explain
 from services.incentives.domain import Program as DomainProgram
 from services.incentives.repository import IncentivesRepository
 from services.incentives.schemas import (
+    PERIOD_PATTERN,
     AcceptDispute,
     Accrual,
     BipProgress,
@@ -53,7 +54,7 @@ from services.incentives.schemas import (
 )
 
 router = APIRouter()
-Period = Annotated[str | None, Query(pattern=r"^\d{4}-(0[1-9]|1[0-2])$", description="calendar month YYYY-MM")]
+Period = Annotated[str | None, Query(pattern=PERIOD_PATTERN, description="calendar month YYYY-MM")]
 Sku = Annotated[Code, Path()]
 
 
@@ -248,7 +249,7 @@ async def list_recalculations(
 
 
 # --- BIP, statements and periods ----------------------------------------------------------------
-PeriodPath = Annotated[str, Path(pattern=r"^\d{4}-(0[1-9]|1[0-2])$", description="calendar month YYYY-MM")]
+PeriodPath = Annotated[str, Path(pattern=PERIOD_PATTERN, description="calendar month YYYY-MM")]
 
 
 @router.get("/partners/{partner_id}/bip", response_model=list[BipProgress], tags=["accruals"],

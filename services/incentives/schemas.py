@@ -263,6 +263,7 @@ class AcceptDispute(Input):
 
 class RejectDispute(Input):
     decision: Literal["reject"]
+    amount: Money | None = Field(default=None, description="ignored: a rejection settles nothing")
     reason: FreeText = Field(min_length=1)
 
 

@@ -197,7 +197,7 @@ async def test_a_dispute_is_settled_once_into_the_earliest_open_period_and_the_c
     rejected_one = await incentives.post("/v1/disputes", json=whole, headers=tokens())
     assert rejected_one.status_code == 201, "a withdrawn dispute no longer blocks a new one"
     rejected = await incentives.post(f"/v1/disputes/{rejected_one.json()['id']}/decision", headers=tokens(),
-                                     json={"decision": "reject", "reason": "the statement is right"})
+                                     json={"decision": "reject", "amount": None, "reason": "the statement is right"})
     assert rejected.json()["status"] == "rejected" and rejected.json()["settlement"] is None
     mine = (await incentives.get("/v1/disputes", params={"partner_id": world.partner_id},
                                  headers=tokens())).json()["items"]

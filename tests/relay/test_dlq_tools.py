@@ -55,7 +55,7 @@ async def test_letters_are_listed_and_the_chosen_ones_replayed_unchanged(infrast
     assert [r.split("\t")[:3] for r in rows[1:]] == [["0:0", "acc-1", "-"], ["0:1", "acc-2", event_id]]
     assert rows[1].endswith("the message is not JSON") and "2 dead letter(s)" in listed.stderr
 
-    missing = await asyncio.to_thread(_cli, infrastructure, "replay", topic, "--offset", "5")
+    missing = await asyncio.to_thread(_cli, infrastructure, "replay", topic, "--offset", "5", "0:0")
     assert missing.returncode == 2 and "no dead letter at 5" in missing.stderr
     replayed = await asyncio.to_thread(_cli, infrastructure, "replay", topic, "--offset", "0:1")
     assert replayed.returncode == 0, replayed.stderr
