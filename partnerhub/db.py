@@ -242,8 +242,8 @@ class Database:
             yield connection
 
     async def read_one(self, operation: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
-        """Runs a one-statement read on a pooled connection; once more on another if the database had dropped
-        the first (a restart or failover closes every pooled connection at once)."""
+        """Runs a one-statement read on a pooled connection, and again on another (up to READ_ATTEMPTS in all)
+        when the database had dropped the one it got (a restart or failover closes every pooled connection)."""
         for attempt in range(READ_ATTEMPTS):
             try:
                 async with self.read() as connection:

@@ -58,7 +58,7 @@ async def read_partner(connection: asyncpg.Connection, partner_id: uuid.UUID) ->
     if row is None:
         return None
     partner = dict(row)
-    held = partner["certifications"]  # the pool's connections decode json already
+    held = partner["certifications"]  # json arrives as text on a plain asyncpg connection
     partner["certifications"] = json.loads(held) if isinstance(held, str) else held
     return partner
 
