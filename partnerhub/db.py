@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
@@ -101,6 +102,12 @@ async def _reset_read(connection: asyncpg.Connection) -> None:
     open (asyncpg's default reset would cost a round trip per request)."""
     if connection.is_in_transaction():
         await connection.execute("ROLLBACK")
+
+
+def _connection_lost(exc: BaseException) -> bool:
+    """A plain asyncpg connection that can no longer be used: dropped by the database, or left by the drop in a
+    protocol state asyncpg refuses to go on from ("cannot switch to state …")."""
+    return is_transient(exc) or isinstance(exc, asyncpg.InternalClientError)
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -239,7 +246,15 @@ class Database:
         `read_one`)."""
         pool = self._reads or await self._open_reads()
         async with pool.acquire() as connection:
-            yield connection
+            try:
+                yield connection
+            except BaseException as exc:
+                if _connection_lost(exc):
+                    # Never back into the pool: it is replaced by a fresh one (the pool may have let go of it
+                    # already when the database closed it).
+                    with contextlib.suppress(asyncpg.InterfaceError):
+                        connection.terminate()
+                raise
 
     async def read_one(self, operation: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
         """Runs a one-statement read on a pooled connection, and again on another (up to READ_ATTEMPTS in all)
@@ -249,7 +264,7 @@ class Database:
                 async with self.read() as connection:
                     return await operation(connection)
             except Exception as exc:
-                if attempt + 1 == READ_ATTEMPTS or not is_transient(exc):
+                if attempt + 1 == READ_ATTEMPTS or not _connection_lost(exc):
                     raise
         raise AssertionError("unreachable")
 
