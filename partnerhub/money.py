@@ -19,11 +19,15 @@ FRACTION_PATTERN = r"^(0(\.\d{1,6})?|1(\.0{1,6})?)$"
 POSITIVE_FRACTION_PATTERN = (
     r"^(0\.([1-9]\d{0,5}|0[1-9]\d{0,4}|00[1-9]\d{0,3}|000[1-9]\d{0,2}|0000[1-9]\d?|00000[1-9])|1(\.0{1,6})?)$"
 )
+# An exchange rate: how many units of the quote currency one unit of the base buys; above zero, at most 8 digits
+# before the point and 10 after it (as stored).
+EXCHANGE_RATE_PATTERN = r"^(0|[1-9]\d{0,7})(\.\d{1,10})?$"
 _MONEY = re.compile(MONEY_PATTERN)
 _RATE = re.compile(RATE_PATTERN)
 _POSITIVE_MONEY = re.compile(POSITIVE_MONEY_PATTERN)
 _FRACTION = re.compile(FRACTION_PATTERN)
 _POSITIVE_FRACTION = re.compile(POSITIVE_FRACTION_PATTERN)
+_EXCHANGE_RATE = re.compile(EXCHANGE_RATE_PATTERN)
 # ISO 4217 codes whose minor unit is 2 (the only ones Partner Hub books).
 TWO_DECIMAL_CURRENCIES = frozenset(
     """AED AFN ALL AMD ANG AOA ARS AUD AWG AZN BAM BBD BDT BGN BMD BND BOB BRL BSD BTN BWP BYN BZD CAD CDF
@@ -92,6 +96,14 @@ def parse_positive_fraction(raw: object) -> Decimal:
     value = parse_rate(raw)
     if isinstance(raw, str) and not _POSITIVE_FRACTION.match(raw):
         raise ValueError(f"{raw!r} is not a rate above 0 and at most 1 with at most 6 decimals, such as \"0.05\"")
+    return value
+
+
+def parse_exchange_rate(raw: object) -> Decimal:
+    value = parse_rate(raw)
+    if (isinstance(raw, str) and not _EXCHANGE_RATE.match(raw)) or not value:
+        raise ValueError(f"{raw!r} is not an exchange rate above 0 with at most 8 digits before the point and 10 "
+                         "after it, such as \"0.0283\"")
     return value
 
 

@@ -10,6 +10,7 @@ from typing import Annotated
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, WithJsonSchema
 
 from partnerhub.money import (
+    EXCHANGE_RATE_PATTERN,
     FRACTION_PATTERN,
     MONEY_PATTERN,
     POSITIVE_FRACTION_PATTERN,
@@ -18,6 +19,7 @@ from partnerhub.money import (
     check_currency,
     format_money,
     format_rate,
+    parse_exchange_rate,
     parse_fraction,
     parse_money,
     parse_positive_fraction,
@@ -52,6 +54,14 @@ PositiveRate = Annotated[
     BeforeValidator(parse_positive_fraction),
     PlainSerializer(format_rate, return_type=str),
     WithJsonSchema({"type": "string", "pattern": POSITIVE_FRACTION_PATTERN, "examples": ["0.05"]}),
+]
+# 1 base = rate quote: above zero, at most 8 digits before the point and 10 after it.
+ExchangeRate = Annotated[
+    Decimal,
+    BeforeValidator(parse_exchange_rate),
+    PlainSerializer(format_rate, return_type=str),
+    WithJsonSchema({"type": "string", "pattern": EXCHANGE_RATE_PATTERN, "examples": ["0.0283"],
+                    "description": "units of the quote currency one unit of the base buys; above zero"}),
 ]
 Currency = Annotated[
     str,

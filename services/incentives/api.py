@@ -26,7 +26,7 @@ from partnerhub.problems import Problem
 from partnerhub.service import Ctx
 from partnerhub.types import Code, Currency
 from services.incentives import usecases
-from services.incentives.domain import ItemView, explain
+from services.incentives.domain import ONE, ItemView, explain
 from services.incentives.domain import Program as DomainProgram
 from services.incentives.repository import IncentivesRepository
 from services.incentives.schemas import (
@@ -38,6 +38,10 @@ from services.incentives.schemas import (
     Dispute,
     DisputeDecisionIn,
     DisputeIn,
+    FxRateChanged,
+    FxRateIn,
+    FxTimeline,
+    FxTimelines,
     LedgerEntry,
     PeriodClosed,
     Product,
@@ -139,6 +143,28 @@ async def end_program(
     return json_response(Program.model_validate(program), etag_version=program["version"])
 
 
+# --- exchange rates -----------------------------------------------------------------------------
+CurrencyPath = Annotated[Currency, Path(description="ISO 4217")]
+
+
+@router.put("/fx-rates/{base}/{quote}", response_model=FxRateChanged, tags=["fx-rates"],
+            summary="Enter or correct the rate of a pair from a moment on; reprices the sales it governs")
+async def put_fx_rate(base: CurrencyPath, quote: CurrencyPath, body: FxRateIn, ctx: Ctx, principal: Admin
+                      ) -> FxRateChanged:
+    async with ctx.db.transaction() as tx:
+        changed = await usecases.put_fx_rate(tx, base, quote, body.rate, body.effective_from, principal.sub)
+    return FxRateChanged.model_validate(changed)
+
+
+@router.get("/fx-rates", response_model=FxTimelines, tags=["fx-rates"],
+            summary="Exchange-rate timelines: the rates that hold, or with history=true every rate entered")
+async def list_fx_rates(ctx: Ctx, principal: Anyone, base: Currency | None = None, quote: Currency | None = None,
+                        history: bool = False) -> FxTimelines:
+    async with ctx.db.transaction() as tx:
+        return FxTimelines(items=[FxTimeline.model_validate(t)
+                                  for t in await usecases.fx_timelines(tx, base, quote, history)])
+
+
 # --- sales --------------------------------------------------------------------------------------
 @router.post("/sales", status_code=202, response_model=SaleAccepted, tags=["sales"],
              summary="Record a sale (same as a sale.recorded event); idempotent by sale_id; priced moments later")
@@ -183,8 +209,11 @@ async def get_sale(sale_id: Code, ctx: Ctx, principal: Anyone) -> SaleView:
 
 
 def accrual_view(view: ItemView, programs: dict[str, DomainProgram]) -> Accrual:
+    base_currency = view.base_currency or view.currency
+    converted = base_currency != view.currency
     return Accrual(
-        sale_id=view.sale_id, program_code=view.program_code, base_amount=view.base_amount, rate=view.rate,
+        sale_id=view.sale_id, program_code=view.program_code, base_amount=view.base_amount,
+        base_currency=base_currency, fx_rate=view.fx_rate if converted else ONE, rate=view.rate,
         amount=view.amount, currency=view.currency, status=view.status, classification=view.classification,
         tier=view.tier, explanation=explain(view, programs.get(view.program_code or "")), period=view.sale_period,
     )

@@ -117,6 +117,8 @@ class Program:
     required_certification: str | None
     rules: tuple[Rule, ...]
     target: Decimal | None = None
+    # What its items and BIP months are paid in; None: each sale's own currency.
+    settlement_currency: str | None = None
 
     def valid_at(self, moment: datetime) -> bool:
         return self.valid_from <= moment and (self.valid_to is None or moment < self.valid_to)
@@ -137,6 +139,34 @@ class Timeline(Generic[T]):
     def at(self, moment: datetime) -> T:
         index = bisect_right(self.starts, moment)
         return self.values[index - 1 if index else 0]
+
+    def since(self, moment: datetime) -> T | None:
+        """The value at `moment` when an entry starts at or before it; None before the first."""
+        index = bisect_right(self.starts, moment)
+        return self.values[index - 1] if index else None
+
+
+ONE = Decimal("1")
+Pair = tuple[str, str]  # (base, quote): 1 base = rate quote
+
+
+class FxRates:
+    """Effective-dated exchange rates per (base, quote) pair. Only the pair named is used: no inverse or cross
+    rate is derived, and before a pair's first rate there is none."""
+
+    __slots__ = ("pairs",)
+
+    def __init__(self, pairs: Mapping[Pair, Timeline[Decimal]] | None = None) -> None:
+        self.pairs = dict(pairs or {})
+
+    def rate(self, base: str, quote: str, moment: datetime) -> Decimal | None:
+        if base == quote:
+            return ONE
+        timeline = self.pairs.get((base, quote))
+        return timeline.since(moment) if timeline is not None else None
+
+
+NO_RATES = FxRates()
 
 
 @dataclass(frozen=True)
@@ -250,12 +280,17 @@ class SaleFacts:
 
 @dataclass(slots=True)
 class Item:
-    """The current value of a (sale, program); program_code is None for a sale's single no-program item."""
+    """The current value of a (sale, program); program_code is None for a sale's single no-program item.
+    `currency` is what it pays in (the program's settlement currency, or the sale's); `fx_rate` the rate it was
+    converted at (None: not converted); `detail` what keeps it unpriced when only its exchange rate is missing."""
 
     program_code: str | None
     rate: Decimal | None
     amount: Decimal
     status: str
+    currency: str
+    fx_rate: Decimal | None = None
+    detail: str | None = None
 
 
 @dataclass(slots=True)
@@ -263,8 +298,9 @@ class Pricing:
     facts: SaleFacts
     status: SaleStatus
     items: tuple[Item, ...]
-    # The BIP programs the sale counts towards, each with its matching rule's rate (eligible sales only).
-    bip: tuple[tuple[str, Decimal], ...]
+    # The BIP programs the sale counts towards (eligible sales only): each with its matching rule's rate, the
+    # currency its month counts in and the sale's revenue in that currency.
+    bip: tuple[tuple[str, Decimal, str, Decimal], ...]
     # What explains a zero: the missing upstream state, the conflicting owner or the partner's status.
     detail: str | None
 
@@ -308,29 +344,32 @@ class Pricer:
     """Prices sales under a fixed set of programs. Which rule of which program applies depends only on a few
     facts, so it is decided once per combination and reused across a batch."""
 
-    def __init__(self, programs: Sequence[Program]) -> None:
+    def __init__(self, programs: Sequence[Program], fx: FxRates = NO_RATES) -> None:
         self.programs = list(programs)
         self.rebates = [p for p in programs if p.kind is not ProgramKind.BIP]
         self.bips = [p for p in programs if p.kind is ProgramKind.BIP]
         self.required = frozenset(p.required_certification for p in self.rebates if p.required_certification)
+        self.fx = fx
+        # The currencies BIP months are kept in besides the sales' own: a sale's month is settled in each.
+        self.bip_currencies = frozenset(p.settlement_currency for p in self.bips if p.settlement_currency)
         bounds = {p.valid_from for p in programs} | {p.valid_to for p in programs if p.valid_to is not None}
         self.bounds = sorted(bounds)
-        self._matches: dict[tuple[Any, ...], tuple[tuple[tuple[str, Decimal], ...], tuple[tuple[str, Decimal], ...]]]
-        self._matches = {}
+        self._matches: dict[tuple[Any, ...], tuple[tuple[Match, ...], tuple[Match, ...]]] = {}
 
     @property
     def has_bip(self) -> bool:
         return bool(self.bips)
 
-    def _match(self, facts: SaleFacts) -> tuple[tuple[tuple[str, Decimal], ...], tuple[tuple[str, Decimal], ...]]:
-        """(rebate program, rate) and (BIP program, rate) pairs whose most specific rule matches the facts."""
+    def _match(self, facts: SaleFacts) -> tuple[tuple[Match, ...], tuple[Match, ...]]:
+        """(program, rate, settlement currency) of the rebate and the BIP programs whose most specific rule
+        matches the facts."""
         at = facts.sale.booked_at
         held = facts.certifications & self.required
         key = (bisect_right(self.bounds, at), facts.classification, facts.tier, facts.category, held)
         found = self._matches.get(key)
         if found is None:
             classification, tier, category = facts.classification or "", facts.tier or "", facts.category or ""
-            rebates: list[tuple[str, Decimal]] = []
+            rebates: list[Match] = []
             for program in self.rebates:
                 if not program.valid_at(at):
                     continue
@@ -338,39 +377,76 @@ class Pricer:
                     continue
                 rule = most_specific(program.rules, classification, tier, category)
                 if rule is not None:
-                    rebates.append((program.code, rule.rate))
-            bips: list[tuple[str, Decimal]] = []
+                    rebates.append((program.code, rule.rate, program.settlement_currency))
+            bips: list[Match] = []
             for program in self.bips:
                 if program.valid_at(at):
                     rule = most_specific(program.rules, classification, tier, category)
                     if rule is not None:
-                        bips.append((program.code, rule.rate))
+                        bips.append((program.code, rule.rate, program.settlement_currency))
             found = self._matches[key] = (tuple(rebates), tuple(bips))
         return found
 
     def price(self, facts: SaleFacts) -> Pricing:
-        """Prices one sale under every program valid at its booked_at; programs stack."""
+        """Prices one sale under every program valid at its booked_at; programs stack. An item of a program
+        settling in another currency pays `amount x fx_rate x rate` in it, rounded once, with the pair's rate as
+        of booked_at; without such a rate the item is unpriced until one is entered."""
+        sale = facts.sale
         status = sale_status(facts)
-        amount = facts.sale.amount
+        amount, currency = sale.amount, sale.currency
         if status is _UNPRICED:
-            return Pricing(facts, status, (Item(None, None, ZERO, status.value),), (), _detail(facts, status))
+            return Pricing(facts, status, (Item(None, None, ZERO, status.value, currency),), (),
+                           _detail(facts, status))
         rebates, bips = self._match(facts)
         accrued = status is _ACCRUED
         items = []
-        for code, rate in rebates:
-            value = round_money(rate * amount) if accrued else ZERO
+        for code, rate, settles in rebates:
+            if settles is None or settles == currency:
+                value = round_money(rate * amount) if accrued else ZERO
+                fx = None
+                settles = currency
+            else:
+                fx = self.fx.rate(currency, settles, sale.booked_at)
+                if fx is None:
+                    items.append(Item(code, rate, ZERO, _UNPRICED.value, settles, None,
+                                      missing_rate(currency, settles, sale.booked_at)))
+                    continue
+                value = round_money(_converted(amount, fx, code, settles) * rate) if accrued else ZERO
             if not -LARGEST_AMOUNT < value < LARGEST_AMOUNT:
-                raise PricingError(
-                    f"{code} would pay {value} {facts.sale.currency}, more than a ledger entry can hold"
-                )
-            items.append(Item(code, rate, value, status.value))
+                raise PricingError(f"{code} would pay {value} {settles}, more than a ledger entry can hold")
+            items.append(Item(code, rate, value, status.value, settles, fx))
         if not items:
-            items.append(Item(None, None, ZERO, NO_PROGRAM))
-        return Pricing(facts, status, tuple(items), bips if accrued else (), _detail(facts, status))
+            items.append(Item(None, None, ZERO, NO_PROGRAM, currency))
+        if not accrued:
+            return Pricing(facts, status, tuple(items), (), _detail(facts, status))
+        counted = []
+        for code, rate, settles in bips:
+            if settles is None or settles == currency:
+                counted.append((code, rate, currency, amount))
+                continue
+            fx = self.fx.rate(currency, settles, sale.booked_at)
+            if fx is not None:  # without a rate the sale counts towards the month once one is entered
+                counted.append((code, rate, settles, _converted(amount, fx, code, settles)))
+        return Pricing(facts, status, tuple(items), tuple(counted), None)
 
 
-def price_sale(facts: SaleFacts, programs: Sequence[Program]) -> Pricing:
-    return Pricer(programs).price(facts)
+Match = tuple[str, Decimal, str | None]  # program, rate, settlement currency
+
+
+def missing_rate(base: str, quote: str, moment: datetime) -> str:
+    return f"the {base}/{quote} exchange rate as of {isoformat(moment)}"
+
+
+def _converted(amount: Decimal, fx: Decimal, code: str, currency: str) -> Decimal:
+    value = amount * fx
+    if not value < LARGEST_AMOUNT:
+        raise PricingError(f"converted for {code}, the sale would be {value} {currency}, more than a ledger entry "
+                           "can hold")
+    return value
+
+
+def price_sale(facts: SaleFacts, programs: Sequence[Program], fx: FxRates = NO_RATES) -> Pricing:
+    return Pricer(programs, fx).price(facts)
 
 
 # --- explanations, rendered when read -----------------------------------------------------------
@@ -394,6 +470,9 @@ class ItemView:
     account_id: uuid.UUID
     booked_at: datetime
     sale_period: str
+    # The sale's currency, when the item pays in another one at fx_rate (None: the same currency).
+    base_currency: str | None = None
+    fx_rate: Decimal | None = None
 
 
 def _why_zero(view: ItemView, status: str) -> str:
@@ -414,6 +493,7 @@ def explain(view: ItemView, program: Program | None) -> str:
     day = isoformat(view.booked_at)
     if view.status == SaleStatus.UNPRICED:
         return f"Not priced yet: {view.detail} is not known yet; it is priced automatically once known."
+    base_currency = view.base_currency or view.currency
     if view.program_code is None or program is None or view.rate is None:
         reason = f"no rebate program applies to this sale as of {day}"
         if view.sale_status != SaleStatus.ACCRUED:
@@ -427,16 +507,18 @@ def explain(view: ItemView, program: Program | None) -> str:
     )
     if program.kind is ProgramKind.CAPABILITY_REBATE:
         basis += f", with certification {program.required_certification} held"
-    full = round_money(view.rate * view.base_amount)
+    if view.fx_rate is not None and base_currency != view.currency:
+        full = round_money(view.base_amount * view.fx_rate * view.rate)
+        sale = (f"{format_money(view.base_amount)} {base_currency} at {format_rate(view.fx_rate)} {view.currency} "
+                f"per {base_currency} (the rate as of {day})")
+    else:
+        full = round_money(view.rate * view.base_amount)
+        sale = f"{format_money(view.base_amount)} {base_currency}"
     if view.status == SaleStatus.ACCRUED:
-        return (
-            f"{program.code} pays {format_rate(view.rate)} x {format_money(view.base_amount)} {view.currency} = "
-            f"{format_money(full)} {view.currency}: {basis}."
-        )
+        return f"{program.code} pays {format_rate(view.rate)} x {sale} = {format_money(full)} {view.currency}: {basis}."
     return (
         f"0.00 because {_why_zero(view, view.status)}; otherwise {program.code} would pay "
-        f"{format_rate(view.rate)} x {format_money(view.base_amount)} = {format_money(full)} {view.currency} "
-        f"({basis})."
+        f"{format_rate(view.rate)} x {sale} = {format_money(full)} {view.currency} ({basis})."
     )
 
 
@@ -469,9 +551,10 @@ class Position:
     amount: Decimal
     status: str
     revision: int
-    # The item's stored facts (rate, classification, tier, category, detail): an item is rewritten only when
-    # something it shows moved. None: not known, always rewritten.
+    # The item's stored facts (rate, classification, tier, category, detail, fx_rate): an item is rewritten only
+    # when something it shows moved. None: not known, always rewritten.
     shown: tuple[Any, ...] | None = None
+    currency: str | None = None  # what it pays in (None: the sale's currency)
 
 
 @dataclass(slots=True)
@@ -507,6 +590,8 @@ class ItemRow:
     detail: str | None
     sale_period: str
     revision: int
+    base_currency: str
+    fx_rate: Decimal | None
 
 
 BipGroup = tuple[uuid.UUID, str, str]  # partner, month, currency
@@ -523,6 +608,7 @@ class Posting:
     entries: list[Entry] = field(default_factory=list)
     statuses: dict[str, str] = field(default_factory=dict)  # sales whose own status moved
     events: list[OutgoingEvent] = field(default_factory=list)
+    # (sale, program, partner, month, currency, revenue in that currency, rate) per BIP program a sale counts for.
     contributions: list[tuple[str, str, uuid.UUID, str, str, Decimal, Decimal]] = field(default_factory=list)
     # Each BIP group the sales touch, with the cause its moved bonus carries.
     bip_groups: dict[BipGroup, str] = field(default_factory=dict)
@@ -569,7 +655,8 @@ def accrual_event(pricing: Pricing, type_: str, cause: str | None, at: datetime)
         "amount": str(sale.amount),
         "status": pricing.status.value,
         "eligible": pricing.eligible,
-        "items": [{"program_code": i.program_code, "amount": str(i.amount), "status": i.status} for i in pricing.items],
+        "items": [{"program_code": i.program_code, "amount": str(i.amount), "currency": i.currency,
+                   "status": i.status} for i in pricing.items],
     }
     if cause is not None:
         data["cause"] = cause
@@ -578,22 +665,26 @@ def accrual_event(pricing: Pricing, type_: str, cause: str | None, at: datetime)
 
 def post_sales(
     pricings: Sequence[Pricing], positions: Mapping[str, Mapping[str, Position]], periods: Periods,
-    cause: Callable[[Sale], str],
+    cause: Callable[[Sale], str], bip_currencies: Iterable[str] = (),
 ) -> Posting:
     """Compares each sale's new items with what the ledger holds and appends one entry per difference.
 
     An entry is `original` while the sale has no entry yet, else an `adjustment`; each (sale, program) counts
     its revisions from 1; an entry for a sale of a closed period is posted into the first open one. A sale
-    priced for the first time is `accrual.recorded`; one whose items moved is `accrual.adjusted`.
+    priced for the first time is `accrual.recorded`; one whose items moved is `accrual.adjusted`. Entries are in
+    their item's currency. Every BIP month a sale falls in, in its own currency and in each of `bip_currencies`,
+    is named in `bip_groups` to be settled again.
     """
     posting = Posting()
+    currencies = tuple(bip_currencies)
     for pricing in pricings:
-        _post_sale(posting, pricing, positions.get(pricing.facts.sale.sale_id, {}), periods, cause)
+        _post_sale(posting, pricing, positions.get(pricing.facts.sale.sale_id, {}), periods, cause, currencies)
     return posting
 
 
 def _post_sale(
-    posting: Posting, pricing: Pricing, held: Mapping[str, Position], periods: Periods, cause: Callable[[Sale], str]
+    posting: Posting, pricing: Pricing, held: Mapping[str, Position], periods: Periods, cause: Callable[[Sale], str],
+    bip_currencies: tuple[str, ...],
 ) -> None:
     facts = pricing.facts
     sale = facts.sale
@@ -607,10 +698,10 @@ def _post_sale(
             if item.amount:
                 revision = 1
                 posting.entries.append(Entry(
-                    sale.partner_id, sale.account_id, sale.sale_id, item.program_code, item.amount, sale.currency,
+                    sale.partner_id, sale.account_id, sale.sale_id, item.program_code, item.amount, item.currency,
                     _ORIGINAL, 1, why, post_into, sale.sale_period,
                 ))
-                posting.add_delta(sale.currency, item.amount)
+                posting.add_delta(item.currency, item.amount)
             posting.items.append(_item_row(pricing, item.program_code or "", item, revision))
         posting.changed += 1
         posting.events.append(accrual_event(pricing, "accrual.recorded", None, posting.at))
@@ -618,17 +709,20 @@ def _post_sale(
         _post_change(posting, pricing, held, why, post_into)
     if pricing.status.value != sale.status:
         posting.statuses[sale.sale_id] = pricing.status.value
-    for code, rate in pricing.bip:
-        posting.contributions.append((sale.sale_id, code, sale.partner_id, sale.sale_period, sale.currency,
-                                      sale.amount, rate))
+    for code, rate, currency, revenue in pricing.bip:
+        posting.contributions.append((sale.sale_id, code, sale.partner_id, sale.sale_period, currency, revenue,
+                                      rate))
     posting.bip_groups[(sale.partner_id, sale.sale_period, sale.currency)] = why
+    for currency in bip_currencies:
+        posting.bip_groups[(sale.partner_id, sale.sale_period, currency)] = why
 
 
 def _item_row(pricing: Pricing, code: str, item: Item, revision: int) -> ItemRow:
     facts, sale = pricing.facts, pricing.facts.sale
-    return ItemRow(sale.sale_id, code, sale.partner_id, sale.amount, item.rate, item.amount, sale.currency,
-                   item.status, facts.classification, facts.tier, facts.category,
-                   pricing.detail if item.status != WITHDRAWN else None, sale.sale_period, revision)
+    detail = None if item.status == WITHDRAWN else item.detail or pricing.detail
+    return ItemRow(sale.sale_id, code, sale.partner_id, sale.amount, item.rate, item.amount, item.currency,
+                   item.status, facts.classification, facts.tier, facts.category, detail, sale.sale_period, revision,
+                   sale.currency, item.fx_rate)
 
 
 def _post_change(posting: Posting, pricing: Pricing, held: Mapping[str, Position], why: str, post_into: str) -> None:
@@ -652,10 +746,10 @@ def _post_change(posting: Posting, pricing: Pricing, held: Mapping[str, Position
         if difference:
             revision += 1
             posting.entries.append(Entry(
-                sale.partner_id, sale.account_id, sale.sale_id, item.program_code, difference, sale.currency, kind,
+                sale.partner_id, sale.account_id, sale.sale_id, item.program_code, difference, item.currency, kind,
                 revision, why, post_into, sale.sale_period,
             ))
-            posting.add_delta(sale.currency, difference)
+            posting.add_delta(item.currency, difference)
         row = _item_row(pricing, code, item, revision)
         if position is None:
             posting.items.append(row)
@@ -668,15 +762,16 @@ def _post_change(posting: Posting, pricing: Pricing, held: Mapping[str, Position
             continue  # already reversed and kept; nothing moves
         changed = True
         revision = position.revision
+        currency = position.currency or sale.currency
         if position.amount:
             revision += 1
             posting.entries.append(Entry(
-                sale.partner_id, sale.account_id, sale.sale_id, code or None, -position.amount, sale.currency,
+                sale.partner_id, sale.account_id, sale.sale_id, code or None, -position.amount, currency,
                 kind, revision, why, post_into, sale.sale_period,
             ))
-            posting.add_delta(sale.currency, -position.amount)
+            posting.add_delta(currency, -position.amount)
         if revision:
-            row = _item_row(pricing, code, Item(code, None, ZERO, WITHDRAWN), revision)
+            row = _item_row(pricing, code, Item(code, None, ZERO, WITHDRAWN, currency), revision)
             if _moved(position, row):
                 posting.updated.append(row)
         else:
@@ -690,7 +785,8 @@ def _moved(position: Position, row: ItemRow) -> bool:
     """Whether the stored item differs from the new one in anything it shows or counts."""
     return position.shown is None or position.amount != row.amount or (
         position.status != row.status) or position.revision != row.revision or position.shown != (
-        row.rate, row.classification, row.tier, row.category, row.detail)
+        row.rate, row.classification, row.tier, row.category, row.detail, row.fx_rate)
+
 
 
 # --- business incentive programs ----------------------------------------------------------------
@@ -729,7 +825,8 @@ def post_bip(
         figure = figures[key]
         target = targets[code]
         bonus = bip_bonus(figure.revenue, figure.weighted, target)
-        outcomes.append(BipOutcome(key, figure.revenue, target, bonus, figure.revenue >= target))
+        # Revenue converted from other currencies is exact; it is shown to the cent.
+        outcomes.append(BipOutcome(key, round_money(figure.revenue), target, bonus, figure.revenue >= target))
         before = figure.booked_bonus or ZERO
         if bonus != before:
             entries.append(Entry(
@@ -751,13 +848,34 @@ class Trigger:
     sku: str | None = None
     program_code: str | None = None
     effective_from: datetime | None = None
+    fx_pair: str | None = None  # "BASE/QUOTE"
 
     @property
     def key(self) -> str:
-        return str(self.account_id or self.partner_id or self.sku or self.program_code)
+        return str(self.account_id or self.partner_id or self.sku or self.program_code or self.fx_pair)
+
+
+def fx_window(starts: Sequence[datetime], effective_from: datetime, programs: Sequence[Program], quote: str
+              ) -> tuple[datetime, datetime | None] | None:
+    """The booked_at window whose sales a pair's rate effective from T governs, under the programs settling in
+    the quote currency: from T until the pair's next rate, within those programs' validity. None: no sale."""
+    later = [start for start in starts if start > effective_from]
+    until = min(later) if later else None
+    settling = [p for p in programs if p.settlement_currency == quote]
+    if not settling:
+        return None
+    start = max(effective_from, min(p.valid_from for p in settling))
+    ends = [p.valid_to for p in settling]
+    if all(end is not None for end in ends):
+        last = max(end for end in ends if end is not None)
+        until = last if until is None else min(until, last)
+    if until is not None and until <= start:
+        return None
+    return start, until
 
 
 def delta_view(delta: Mapping[str, Decimal]) -> list[dict[str, str]]:
+
     return [{"currency": c, "amount": format_money(a)} for c, a in sorted(delta.items()) if a]
 
 
@@ -771,7 +889,8 @@ def recalculation_completed(
             "run_id": str(run_id), "trigger_type": trigger.type, "trigger_event_id": trigger.event_id,
             "account_id": str(trigger.account_id) if trigger.account_id else None,
             "partner_id": str(trigger.partner_id) if trigger.partner_id else None,
-            "sku": trigger.sku, "program_code": trigger.program_code,
+            "sku": trigger.sku, "program_code": trigger.program_code, "fx_pair": trigger.fx_pair,
+
             "effective_from": isoformat(trigger.effective_from) if trigger.effective_from else None,
             "sales_recomputed": recomputed, "sales_changed": changed, "delta": delta_view(delta),
             "status": "completed", "finished_at": isoformat(finished_at),

@@ -10,6 +10,8 @@ add_shared_tables(metadata)
 MONEY = sa.Numeric(18, 2)
 RATE = sa.Numeric(12, 6)
 TS = sa.DateTime(timezone=True)
+FX_RATE = sa.Numeric(18, 10)
+
 
 
 def _timeline(name: str, key: str, value: sa.Column) -> sa.Table:  # type: ignore[type-arg]
@@ -80,8 +82,26 @@ programs = sa.Table(
     sa.Column("valid_to", TS),
     sa.Column("required_certification", sa.Text),
     sa.Column("target", MONEY),
+    # What its items and BIP months pay in; NULL: each sale's own currency. Fixed at creation.
+    sa.Column("settlement_currency", sa.String(3)),
     sa.Column("created_at", TS, nullable=False, server_default=sa.func.now()),
     sa.Column("version", sa.Integer, nullable=False, server_default="1"),
+)
+
+# Effective-dated exchange rates, append-only: 1 base = rate quote from effective_from on. A correction is a
+# later row for the same (base, quote, effective_from); the latest row of each is the rate that holds.
+fx_rates = sa.Table(
+    "fx_rates",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("base", sa.String(3), nullable=False),
+    sa.Column("quote", sa.String(3), nullable=False),
+    sa.Column("effective_from", TS, nullable=False),
+    sa.Column("rate", FX_RATE, nullable=False),
+    sa.Column("event_id", sa.Text, nullable=False),  # the recalculation run's trigger_event_id
+    sa.Column("recorded_by", sa.Text, nullable=False),
+    sa.Column("recorded_at", TS, nullable=False, server_default=sa.func.now()),
+    sa.Index("fx_rates_pair", "base", "quote", "effective_from", "id"),
 )
 
 program_rules = sa.Table(
@@ -149,7 +169,7 @@ accrual_items = sa.Table(
     sa.Column("base_amount", MONEY, nullable=False),
     sa.Column("rate", RATE),
     sa.Column("amount", MONEY, nullable=False),
-    sa.Column("currency", sa.String(3), nullable=False),
+    sa.Column("currency", sa.String(3), nullable=False),  # what amount is in: the settlement currency
     sa.Column("status", sa.Text, nullable=False),
     sa.Column("classification", sa.Text),
     sa.Column("tier", sa.Text),
@@ -158,6 +178,8 @@ accrual_items = sa.Table(
     sa.Column("sale_period", sa.String(7), nullable=False),
     # How many ledger entries this (sale, program) has: the next one's revision is this + 1.
     sa.Column("revision", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("base_currency", sa.String(3), nullable=False),  # the sale's, base_amount's
+    sa.Column("fx_rate", FX_RATE),  # base_amount was converted at; NULL: not converted (the same currency)
     sa.Column("updated_at", TS, nullable=False, server_default=sa.func.now()),
     sa.Index("accrual_items_partner", "partner_id", "sale_period", "sale_id"),
     postgresql_with={"fillfactor": 50},  # room to reprice every item in place (heap-only updates)
@@ -211,6 +233,7 @@ recalculation_runs = sa.Table(
     sa.Column("sku", sa.Text),
     sa.Column("program_code", sa.Text),
     sa.Column("effective_from", TS),
+    sa.Column("fx_pair", sa.Text),  # BASE/QUOTE of an fx_rate.changed run
     sa.Column("status", sa.Text, nullable=False),
     sa.Column("sales_recomputed", sa.Integer, nullable=False, server_default="0"),
     sa.Column("sales_changed", sa.Integer, nullable=False, server_default="0"),
@@ -230,7 +253,8 @@ bip_contributions = sa.Table(
     sa.Column("partner_id", UUID(as_uuid=True), nullable=False),
     sa.Column("period", sa.String(7), nullable=False),
     sa.Column("currency", sa.String(3), nullable=False),
-    sa.Column("revenue", MONEY, nullable=False),
+    # In the BIP month's currency: converted at the pair's rate as of booked_at, exact (rounded once, as the bonus).
+    sa.Column("revenue", sa.Numeric(30, 12), nullable=False),
     sa.Column("rate", RATE, nullable=False),
     sa.Index("bip_contributions_group", "partner_id", "period", "currency", "program_code"),
 )

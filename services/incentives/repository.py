@@ -6,6 +6,7 @@ import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
@@ -21,6 +22,7 @@ from services.incentives.domain import (
     BipKey,
     BipOutcome,
     Entry,
+    FxRates,
     Grant,
     ItemRow,
     ItemView,
@@ -41,7 +43,7 @@ SALE_COLUMNS = ("sale_id", "partner_id", "account_id", "sku", "amount", "currenc
 SALE_FIELDS = ("s.sale_id, s.partner_id, s.account_id, s.sku, s.amount, s.currency, s.booked_at, s.sale_period, "
                "s.recorded_event_id, s.cancelled_at, s.cancel_event_id, s.status")
 ITEM_COLUMNS = ("sale_id", "program_code", "partner_id", "base_amount", "rate", "amount", "currency", "status",
-                "classification", "tier", "category", "detail", "sale_period", "revision")
+                "classification", "tier", "category", "detail", "sale_period", "revision", "base_currency", "fx_rate")
 LEDGER_COLUMNS = ("partner_id", "account_id", "sale_id", "program_code", "amount", "currency", "kind", "revision",
                   "cause", "period", "sale_period", "run_id")
 CONTRIBUTION_COLUMNS = ("sale_id", "program_code", "partner_id", "period", "currency", "revenue", "rate")
@@ -49,15 +51,15 @@ CONTRIBUTION_COLUMNS = ("sale_id", "program_code", "partner_id", "period", "curr
 
 ITEM_VIEW = (
     "SELECT a.sale_id, a.program_code, a.base_amount, a.rate, a.amount, a.currency, a.status, s.status AS sale_status, "
-    "a.classification, a.tier, a.category, a.detail, a.sale_period, s.sku, s.account_id, s.booked_at "
-    "FROM accrual_items a JOIN sales s ON s.sale_id = a.sale_id"
+    "a.classification, a.tier, a.category, a.detail, a.sale_period, s.sku, s.account_id, s.booked_at, "
+    "a.base_currency, a.fx_rate FROM accrual_items a JOIN sales s ON s.sale_id = a.sale_id"
 )
 
 
 def _item_view(row: Any) -> ItemView:
     return ItemView(row.sale_id, row.program_code or None, row.base_amount, row.rate, row.amount, row.currency,
                     row.status, row.sale_status, row.classification, row.tier, row.category, row.detail, row.sku,
-                    row.account_id, row.booked_at, row.sale_period)
+                    row.account_id, row.booked_at, row.sale_period, row.base_currency, row.fx_rate)
 
 
 # Every timeline of some accounts, partners and skus as (kind, key, from, until, value) text rows, each
@@ -85,17 +87,17 @@ REPLICA_VALUES: dict[str, Any] = {
 }
 # What repricing an existing item can move: the sale's own facts (amount, currency, period) never change.
 MOVING_COLUMNS = ("sale_id", "program_code", "partner_id", "rate", "amount", "status", "classification", "tier",
-                  "category", "detail", "revision")
+                  "category", "detail", "revision", "fx_rate")
 ITEM_CHANGES_TABLE = (
     "CREATE TEMP TABLE IF NOT EXISTS item_moves (sale_id text, program_code text, partner_id uuid, "
     "rate numeric(12,6), amount numeric(18,2), status text, classification text, tier text, category text, "
-    "detail text, revision int) ON COMMIT DELETE ROWS"
+    "detail text, revision int, fx_rate numeric(18,10)) ON COMMIT DELETE ROWS"
 )
 ITEM_SET = ", ".join(f"{c} = u.{c}" for c in MOVING_COLUMNS[2:]) + ", updated_at = now()"
 FEW = 100
 UPDATE_FEW_ITEMS = (
     f"UPDATE accrual_items a SET {ITEM_SET} FROM unnest($1::text[], $2::text[], $3::uuid[], $4::numeric[], "
-    "$5::numeric[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::int[]) "
+    "$5::numeric[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::int[], $12::numeric[]) "
     f"AS u({', '.join(MOVING_COLUMNS)}) WHERE a.sale_id = u.sale_id AND a.program_code = u.program_code"
 )
 UPDATE_ITEMS = (
@@ -106,12 +108,13 @@ UPDATE_ITEMS = (
 
 def _item_records(items: Sequence[ItemRow]) -> list[tuple[Any, ...]]:
     return [(i.sale_id, i.program_code, i.partner_id, i.base_amount, i.rate, i.amount, i.currency, i.status,
-             i.classification, i.tier, i.category, i.detail, i.sale_period, i.revision) for i in items]
+             i.classification, i.tier, i.category, i.detail, i.sale_period, i.revision, i.base_currency, i.fx_rate)
+            for i in items]
 
 
 def _move_records(items: Sequence[ItemRow]) -> list[tuple[Any, ...]]:
     return [(i.sale_id, i.program_code, i.partner_id, i.rate, i.amount, i.status, i.classification, i.tier,
-             i.category, i.detail, i.revision) for i in items]
+             i.category, i.detail, i.revision, i.fx_rate) for i in items]
 
 
 def _entry_records(entries: Sequence[Entry], run_id: uuid.UUID | None) -> list[tuple[Any, ...]]:
@@ -154,6 +157,7 @@ class SaleScope:
     account_id: uuid.UUID | None = None
     partner_id: uuid.UUID | None = None
     sku: str | None = None
+    currency: str | None = None
     booked_from: datetime | None = None
     booked_before: datetime | None = None
 
@@ -163,7 +167,7 @@ class SaleScope:
         if self.sale_ids is not None:
             clauses.append("s.sale_id = ANY(:sale_ids)")
             params["sale_ids"] = list(self.sale_ids)
-        for name in ("account_id", "partner_id", "sku"):
+        for name in ("account_id", "partner_id", "sku", "currency"):
             value = getattr(self, name)
             if value is not None:
                 clauses.append(f"s.{name} = :{name}")
@@ -307,9 +311,40 @@ class IncentivesRepository:
                 required_certification=row.required_certification,
                 rules=tuple(Rule(r.classification, r.tier, r.category, r.rate) for r in rules),
                 target=row.target,
+                settlement_currency=row.settlement_currency,
             )
             for row, rules in await self.program_rows()
         ]
+
+    # --- exchange rates -------------------------------------------------------------------
+    async def fx_rates(self) -> FxRates:
+        """Every pair's timeline as it holds now (a correction replaces the rate it corrects)."""
+        timelines: dict[tuple[str, str], list[tuple[datetime, Decimal]]] = {}
+        for row in await self.fx_history(None, None, current=True):
+            timelines.setdefault((row.base, row.quote), []).append((row.effective_from, row.rate))
+        return FxRates({pair: Timeline(entries) for pair, entries in timelines.items()})
+
+    async def fx_history(self, base: str | None, quote: str | None, *, current: bool) -> list[sa.Row[Any]]:
+        """The rates of the pairs asked for, in (base, quote, effective_from) order: only those that hold now, or
+        every rate ever entered (corrections after what they corrected), with the rate each replaced."""
+        where = " AND ".join(
+            clause for clause, value in (("base = :base", base), ("quote = :quote", quote)) if value is not None
+        ) or "true"
+        rows = await self.session.execute(sa.text(f"""
+            SELECT * FROM (
+                SELECT id, base, quote, effective_from, rate, event_id, recorded_by, recorded_at,
+                       lag(rate) OVER same AS replaced,
+                       row_number() OVER (PARTITION BY base, quote, effective_from ORDER BY id DESC) AS newest
+                  FROM fx_rates WHERE {where}
+                WINDOW same AS (PARTITION BY base, quote, effective_from ORDER BY id)
+            ) r {"WHERE newest = 1" if current else ""}
+            ORDER BY base, quote, effective_from, id
+        """), {"base": base, "quote": quote})
+        return list(rows.all())
+
+    async def add_fx_rate(self, values: dict[str, Any]) -> None:
+        await self.session.execute(m.fx_rates.insert().values(**values))
+
 
     # --- sales ----------------------------------------------------------------------------
     async def get_sale(self, sale_id: str) -> sa.Row[Any] | None:
@@ -391,10 +426,11 @@ class IncentivesRepository:
         held: dict[str, dict[str, Position]] = {}
         if sales:
             for row in await conn.fetch(
-                "SELECT sale_id, program_code, amount, status, revision, rate, classification, tier, category, "
-                "detail FROM accrual_items WHERE sale_id = ANY($1::text[])", [s.sale_id for s in sales]
+                "SELECT sale_id, program_code, amount, status, revision, currency, rate, classification, tier, "
+                "category, detail, fx_rate FROM accrual_items WHERE sale_id = ANY($1::text[])",
+                [s.sale_id for s in sales]
             ):
-                held.setdefault(row[0], {})[row[1]] = Position(row[2], row[3], row[4], tuple(row[5:]))
+                held.setdefault(row[0], {})[row[1]] = Position(row[2], row[3], row[4], tuple(row[6:]), row[5])
         return [(sale, held.get(sale.sale_id, {})) for sale in sales]
 
     async def close_scope(self) -> None:

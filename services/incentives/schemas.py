@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field, StrictBool, model_validator
 from partnerhub.types import (
     Code,
     Currency,
+    ExchangeRate,
     FreeText,
     Input,
     Instant,
@@ -92,6 +93,9 @@ class ProgramIn(Input):
     valid_to: UtcDatetime | None = None
     required_certification: Code | None = None
     target: PositiveMoney | None = None
+    settlement_currency: Currency | None = Field(
+        default=None, description="what its items and BIP months pay in, each sale converted at the pair's rate as "
+        "of its booked_at; null: each sale's own currency. Fixed once the program exists")
     rules: list[RuleIn] = Field(min_length=1, max_length=200)
 
     @model_validator(mode="after")
@@ -128,6 +132,7 @@ class Program(BaseModel):
     valid_to: UtcDatetime | None
     required_certification: str | None
     target: Money | None
+    settlement_currency: str | None = None
     rules: list[RuleOut]
     created_at: UtcDatetime
 
@@ -135,10 +140,14 @@ class Program(BaseModel):
 class Accrual(BaseModel):
     sale_id: str
     program_code: str | None
-    base_amount: Money
+    base_amount: Money = Field(description="the sale's amount, in base_currency")
+    base_currency: str = Field(description="the sale's currency")
+    fx_rate: ExchangeRate | None = Field(
+        description="the base/settlement rate as of booked_at the item was converted at; \"1\" for the same "
+        "currency; null while that rate is not known (the item is unpriced)")
     rate: Rate | None
-    amount: Money
-    currency: str
+    amount: Money = Field(description="base_amount x fx_rate x rate, rounded half-up once, in currency")
+    currency: str = Field(description="what the item pays in: its program's settlement currency or the sale's")
     status: str
     classification: str | None
     tier: str | None
@@ -192,6 +201,7 @@ class RecalculationRun(BaseModel):
     sku: str | None
     program_code: str | None
     effective_from: UtcDatetime | None
+    fx_pair: str | None = Field(default=None, description="BASE/QUOTE of an fx_rate.changed run")
     status: str
     sales_recomputed: int
     sales_changed: int
@@ -240,6 +250,44 @@ class StatementLine(BaseModel):
     cause: str = Field(description="the event or dispute id that caused the entry")
     explanation: str
     posted_at: Instant
+
+
+class FxRateIn(Input):
+    rate: ExchangeRate = Field(description="from effective_from on, 1 base = rate quote")
+    effective_from: UtcDatetime
+
+
+class FxRatePoint(BaseModel):
+    effective_from: UtcDatetime
+    rate: ExchangeRate
+    recorded_at: UtcDatetime
+    recorded_by: str
+    event_id: str = Field(description="the trigger_event_id of the recalculation run it caused")
+    replaced_rate: ExchangeRate | None = Field(description="the rate this one corrected at the same moment, if any")
+
+
+class FxTimeline(BaseModel):
+    base: str
+    quote: str
+    rates: list[FxRatePoint] = Field(description="in effective order")
+
+
+class FxTimelines(BaseModel):
+    items: list[FxTimeline]
+
+
+class FxRun(BaseModel):
+    run_id: uuid.UUID | None
+    trigger_event_id: str
+    sales_recomputed: int
+    sales_changed: int
+    delta: list[DeltaOut]
+
+
+class FxRateChanged(FxTimeline):
+    recalculation: FxRun | None = Field(
+        description="the fx_rate.changed run that repriced the sales the rate governs; null when the same rate was "
+        "already in place")
 
 
 PERIOD_PATTERN = r"^\d{4}-(0[1-9]|1[0-2])$"

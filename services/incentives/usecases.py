@@ -20,11 +20,13 @@ from partnerhub.problems import Problem, conflict, not_found, unprocessable
 from partnerhub.timeutil import BEGINNING, isoformat, period_of, utcnow
 from services.incentives import models as m
 from services.incentives.domain import (
+    NO_RATES,
     ZERO,
     BipGroup,
     Dispute,
     DisputeClosed,
     DisputeStatus,
+    FxRates,
     Periods,
     Position,
     Posting,
@@ -38,6 +40,7 @@ from services.incentives.domain import (
     delta_view,
     dispute_event,
     find_tie,
+    fx_window,
     line_explanation,
     next_period,
     post_bip,
@@ -110,10 +113,10 @@ class PricingPass:
     chunks touched. A sale that cannot be priced is set aside with its reason; the others go on."""
 
     def __init__(self, tx: Transaction, programs: list[Program], closed_through: str | None,
-                 cause: Callable[[Sale], str], run_id: uuid.UUID | None = None) -> None:
+                 cause: Callable[[Sale], str], run_id: uuid.UUID | None = None, fx: FxRates = NO_RATES) -> None:
         self.tx = tx
         self.repo = IncentivesRepository(tx.session)
-        self.pricer = Pricer(programs)
+        self.pricer = Pricer(programs, fx)
         self.targets = {p.code: p.target for p in programs if p.target is not None}
         self.periods = Periods(closed_through)
         self.cause = cause
@@ -129,7 +132,7 @@ class PricingPass:
     async def start(cls, tx: Transaction, cause: Callable[[Sale], str], run_id: uuid.UUID | None = None
                     ) -> PricingPass:
         repo = IncentivesRepository(tx.session)
-        return cls(tx, await repo.programs(), await repo.closed_through(), cause, run_id)
+        return cls(tx, await repo.programs(), await repo.closed_through(), cause, run_id, await repo.fx_rates())
 
     async def price_scope(self, scope: SaleScope) -> None:
         """Streams the scope chunk by chunk, keeping PostgreSQL and Python each busy on a core instead of taking
@@ -176,7 +179,7 @@ class PricingPass:
                 except Exception as exc:
                     computed.errors[sale.sale_id] = _reason(exc)
             try:
-                posting = post_sales(pricings, positions, self.periods, self.cause)
+                posting = post_sales(pricings, positions, self.periods, self.cause, self.pricer.bip_currencies)
                 computed.posting.merge(posting)
                 computed.rows.add(posting, self.run_id)
                 computed.records += outbox_records(self.tx.source, posting.events)
@@ -261,7 +264,8 @@ async def reprice(tx: Transaction, scope: SaleScope, trigger: Trigger) -> RunRes
     await pricing.repo.record_run({
         "id": run_id, "trigger_type": trigger.type, "trigger_event_id": trigger.event_id,
         "account_id": trigger.account_id, "partner_id": trigger.partner_id, "sku": trigger.sku,
-        "program_code": trigger.program_code, "effective_from": trigger.effective_from, "status": "completed",
+        "program_code": trigger.program_code, "effective_from": trigger.effective_from,
+        "fx_pair": trigger.fx_pair, "status": "completed",
         "sales_recomputed": pricing.recomputed, "sales_changed": pricing.changed, "delta": delta,
         "started_at": started_at, "finished_at": finished,
     })
@@ -596,7 +600,7 @@ async def create_program(tx: Transaction, program: ProgramIn) -> dict[str, Any]:
     await repo.add_program(
         {"code": program.code, "name": program.name, "kind": program.kind.value, "valid_from": program.valid_from,
          "valid_to": program.valid_to, "required_certification": program.required_certification,
-         "target": program.target},
+         "target": program.target, "settlement_currency": program.settlement_currency},
         [{"program_code": program.code, "position": i, "classification": r.classification, "tier": r.tier,
           "category": r.category, "rate": r.rate} for i, r in enumerate(program.rules)],
     )
@@ -632,6 +636,50 @@ async def get_program(tx: Transaction, code: str) -> dict[str, Any]:
         raise not_found(f"program {code!r}")
     row, rules = rows[0]
     return {**row._mapping, "rules": [dict(r._mapping) for r in rules]}
+
+
+# --- exchange rates -----------------------------------------------------------------------------
+def fx_point(row: Any) -> dict[str, Any]:
+    return {"effective_from": row.effective_from, "rate": row.rate, "recorded_at": row.recorded_at,
+            "recorded_by": row.recorded_by, "event_id": row.event_id, "replaced_rate": row.replaced}
+
+
+async def fx_timelines(tx: Transaction, base: str | None, quote: str | None, history: bool = False
+                       ) -> list[dict[str, Any]]:
+    """Each pair's timeline: the rates that hold now, or with `history` every rate entered (corrections after
+    what they corrected, each with the rate it replaced)."""
+    pairs: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for row in await IncentivesRepository(tx.session).fx_history(base, quote, current=not history):
+        pairs.setdefault((row.base, row.quote), []).append(fx_point(row))
+    return [{"base": b, "quote": q, "rates": rates} for (b, q), rates in pairs.items()]
+
+
+async def put_fx_rate(tx: Transaction, base: str, quote: str, rate: Decimal, effective_from: datetime, by: str
+                      ) -> dict[str, Any]:
+    """From effective_from on, 1 base = rate quote: a new point of the pair's timeline, or a correction of the
+    one at that moment. The sales it governs are repriced as a recalculation run (`fx_rate.changed`); the same
+    rate again changes nothing."""
+    if base == quote:
+        raise unprocessable("a rate converts one currency into another: base and quote must differ",
+                            ["path", "quote"])
+    repo = IncentivesRepository(tx.session)
+    await repo.lock([LOCK_PROGRAMS])  # exclusive, as a program change: no sale is priced while a rate moves
+    timeline = await repo.fx_history(base, quote, current=True)
+    held = next((row for row in timeline if row.effective_from == effective_from), None)
+    run = None
+    if held is None or held.rate != rate:
+        cause = str(uuid.uuid4())
+        await repo.add_fx_rate({"base": base, "quote": quote, "effective_from": effective_from, "rate": rate,
+                                "event_id": cause, "recorded_by": by})
+        window = fx_window([row.effective_from for row in timeline], effective_from, await repo.programs(), quote)
+        scope = (SaleScope(currency=base, booked_from=window[0], booked_before=window[1]) if window is not None
+                 else SaleScope(sale_ids=[]))
+        result = await reprice(tx, scope, Trigger("fx_rate.changed", cause, effective_from=effective_from,
+                                                  fx_pair=f"{base}/{quote}"))
+        run = {"run_id": result.run_id, "trigger_event_id": cause, "sales_recomputed": result.sales_recomputed,
+               "sales_changed": result.sales_changed, "delta": result.delta}
+    rates = [fx_point(row) for row in await repo.fx_history(base, quote, current=True)]
+    return {"base": base, "quote": quote, "rates": rates, "recalculation": run}
 
 
 def sale_problem(exc: SaleConflict) -> Problem:

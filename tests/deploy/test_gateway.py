@@ -64,6 +64,8 @@ CONTRACT_ROUTES = {
     "/v1/recalculations": "incentives",
     "/v1/disputes": "incentives",
     "/v1/disputes/d1/decision": "incentives",
+    "/v1/fx-rates": "incentives",
+    "/v1/fx-rates/THB/USD": "incentives",
     "/v1/partners/p1/statements/2026-01/lines": "incentives",
     "/v1/funds": "funds",
     "/v1/funds/MDF-2026": "funds",

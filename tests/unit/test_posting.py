@@ -101,7 +101,8 @@ def test_zero_amount_items_post_no_entry_and_a_cancellation_reverses() -> None:
     assert [(e.kind, e.revision, e.amount, e.cause) for e in posting.entries] == [
         (EntryKind.ADJUSTMENT, 2, Decimal("-50.00"), "cancel-1")]
     assert posting.statuses == {"S-1": "cancelled"}
-    assert posting.events[0].data["items"] == [{"program_code": "BASE", "amount": "0.00", "status": "cancelled"}]
+    assert posting.events[0].data["items"] == [{"program_code": "BASE", "amount": "0.00", "currency": "USD",
+                                                 "status": "cancelled"}]
 
 
 def test_an_item_that_stops_applying_is_reversed_and_keeps_counting_its_revisions() -> None:

@@ -149,4 +149,4 @@ def test_the_readme_worked_example() -> None:
     cancelled = price_sale(replace(sale_1, sale=replace(sale_1.sale, cancelled_at=BOOKED)), [base, bip])
     assert cancelled.items[0].amount == Decimal("0.00") and cancelled.bip == ()
     assert bip_bonus(Decimal("7000.00"), Decimal("70.00"), Decimal("10000.00")) == Decimal("0.00")
-    assert [c for c, _ in rekeyed.bip] == ["BIP-Q"]
+    assert [c for c, *_ in rekeyed.bip] == ["BIP-Q"]
