@@ -1,8 +1,9 @@
 """Property: whatever happens, in whatever arrival order, the books equal a from-scratch pricing.
 
 For a generated sequence of sales, duplicates, cancellations, reclassifications, ownership, tier, status,
-certification and product changes, applied through the use cases on real PostgreSQL in a generated arrival
-order (each aggregate's own events keep their order, as Kafka keys guarantee):
+certification and product changes, exchange rates entered and corrected, applied through the use cases on real
+PostgreSQL in a generated arrival order (each aggregate's own events keep their order, as Kafka keys guarantee;
+rates arrive in any order, a correction at the same moment replacing what came before it):
 - every sale's current items equal price_sale() of an independent Python model of the final timelines;
 - every (sale, program) and every BIP outcome equals the sum of its ledger entries;
 - statements of closed periods never change.
@@ -22,7 +23,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 
 from partnerhub.db import Database
@@ -31,12 +32,14 @@ from partnerhub.migrations import upgrade
 from partnerhub.money import round_money
 from partnerhub.timeutil import BEGINNING, period_of
 from services.incentives import usecases
-from services.incentives.domain import Sale, SaleFacts, bip_bonus, most_specific, price_sale
+from services.incentives.domain import FxRates, Sale, SaleFacts, Timeline, bip_bonus, most_specific, price_sale
 from services.incentives.repository import IncentivesRepository
 from services.incentives.schemas import ProductIn, ProgramIn, RuleIn, SaleIn
 from tests.conftest import Infrastructure
 
+PAIR = ("EUR", "USD")
 CLASSES = ["strategic", "key", "commercial", "smb"]
+
 TIERS = ["registered", "silver", "gold", "platinum"]
 STATUSES = ["pending", "active", "suspended", "terminated"]
 YEARS = itertools.count()
@@ -60,6 +63,8 @@ operation = st.one_of(
     st.tuples(st.just("certify"), st.integers(0, 1), hours, st.integers(24, 24 * 40)),
     st.tuples(st.just("eligibility"), st.booleans(), hours),
     st.tuples(st.just("close"), st.integers(1, 2)),
+    # EUR/USD from a grid point on: two rates at one point make the later a correction.
+    st.tuples(st.just("fx"), hours, st.sampled_from(["1.1", "1.0833", "0.97", "1.2345678901"])),
     # The pricer runs whenever it runs: received sales wait for it at arbitrary points of the history.
     st.tuples(st.just("price"), st.integers(1, 5)),
 )
@@ -77,6 +82,11 @@ class Model:
     eligible: list[tuple[datetime, bool]] = field(default_factory=list)
     sales: dict[str, tuple[int, int, Decimal, datetime]] = field(default_factory=dict)
     cancelled: set[str] = field(default_factory=set)
+    # EUR/USD as it holds (other examples' rates included: the pair is one timeline for the whole database).
+    fx: dict[datetime, Decimal] = field(default_factory=dict)
+
+    def rates(self) -> FxRates:
+        return FxRates({PAIR: Timeline(sorted(self.fx.items()))})
 
     @staticmethod
     def at(timeline: list[tuple[datetime, Any]], moment: datetime) -> Any:
@@ -109,11 +119,17 @@ async def _setup(db: Database, ex: Example, model: Model) -> None:
     since = datetime(1970, 6, 1, tzinfo=UTC)
     programs = [
         ProgramIn(code=f"{ex.category}-base", name="base", kind="base_rebate", valid_from=since, rules=rules),
+        ProgramIn(code=f"{ex.category}-usd", name="usd", kind="base_rebate", valid_from=since,
+                  settlement_currency="USD", rules=[RuleIn(category=ex.category, rate="0.04")]),
         ProgramIn(code=f"{ex.category}-cap", name="cap", kind="capability_rebate", valid_from=since,
                   required_certification=ex.cert, rules=[RuleIn(category=ex.category, rate="0.02")]),
-        ProgramIn(code=ex.bip, name="bip", kind="bip", valid_from=since, target="2500.00",
+        ProgramIn(code=ex.bip, name="bip", kind="bip", valid_from=since, target="2500.00", settlement_currency="USD",
                   rules=[RuleIn(category=ex.category, rate="0.01")]),
     ]
+    async with db.transaction() as tx:
+        held = (await IncentivesRepository(tx.session).fx_rates()).pairs.get(PAIR)
+    if held is not None:
+        model.fx.update(zip(held.starts, held.values, strict=True))
     for program in programs:
         async with db.transaction() as tx:
             await usecases.create_program(tx, program)
@@ -191,6 +207,10 @@ async def _apply(db: Database, ex: Example, model: Model, index: int, op: tuple[
             await usecases.close_period(tx, period)
         elif kind == "price":
             await usecases.price_received_sales(tx, limit=op[1])
+        elif kind == "fx":
+            at = ex.moment(op[1], 1)
+            model.fx[at] = Decimal(op[2])
+            await usecases.put_fx_rate(tx, *PAIR, Decimal(op[2]), at, "property")
     if kind == "close":
         async with db.transaction() as tx:
             for partner in ex.partners:
@@ -206,7 +226,7 @@ async def _check(db: Database, ex: Example, model: Model, frozen: dict[Any, Any]
         programs = await repo.programs()
         items: dict[str, list[Any]] = {}
         for row in await tx.session.execute(sa.text(
-            "SELECT sale_id, program_code, amount, status FROM accrual_items "
+            "SELECT sale_id, program_code, amount, status, currency FROM accrual_items "
             "WHERE sale_id = ANY(:ids) AND status <> 'withdrawn' ORDER BY sale_id, program_code"
         ), {"ids": list(model.sales)}):
             items.setdefault(row.sale_id, []).append(row)
@@ -222,6 +242,7 @@ async def _check(db: Database, ex: Example, model: Model, frozen: dict[Any, Any]
             assert await usecases.statement(tx, *key) == statement, f"closed statement {key} changed"
 
     bip_revenue: dict[str, tuple[Decimal, Decimal]] = {}
+    fx = model.rates()
     for sale_id, (p, a, amount, booked) in model.sales.items():
         owner = Model.at(model.owner[a], booked)
         facts = SaleFacts(
@@ -235,19 +256,21 @@ async def _check(db: Database, ex: Example, model: Model, frozen: dict[Any, Any]
             certifications=frozenset(
                 {ex.cert} if any(s <= booked < e for s, e in model.certified[p]) else set()),
         )
-        expected = price_sale(facts, programs)
-        actual = [(r.program_code or None, r.amount, r.status) for r in items[sale_id]]
-        assert actual == sorted(((i.program_code, i.amount, i.status) for i in expected.items),
+        expected = price_sale(facts, programs, fx)
+        actual = [(r.program_code or None, r.amount, r.status, r.currency) for r in items[sale_id]]
+        assert actual == sorted(((i.program_code, i.amount, i.status, i.currency) for i in expected.items),
                                 key=lambda t: t[0] or ""), (sale_id, facts)
         for row in items[sale_id]:
             assert ledger.get(f"{sale_id}/{row.program_code}", Decimal("0.00")) == row.amount, sale_id
-        if expected.eligible:
+        rate_then = fx.rate("EUR", "USD", booked)
+        if expected.eligible and rate_then is not None:
             rule = most_specific(next(p for p in programs if p.code == ex.bip).rules, facts.classification or "",
                                  facts.tier or "", ex.category)
             if rule is not None:
                 key = f"{ex.partners[p]}/{period_of(booked)}"
                 revenue, weighted = bip_revenue.get(key, (Decimal("0.00"), Decimal("0")))
-                bip_revenue[key] = (revenue + amount, weighted + rule.rate * amount)
+                usd = amount * rate_then
+                bip_revenue[key] = (revenue + usd, weighted + rule.rate * usd)
     for key in bip_revenue.keys() | bip_rows.keys():
         revenue, weighted = bip_revenue.get(key, (Decimal("0.00"), Decimal("0")))
         expected_bonus = bip_bonus(revenue, weighted, Decimal("2500.00"))
@@ -319,6 +342,9 @@ IN_CI = os.environ.get("CI") == "true"
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(history=histories())
+# Rates entered after the sales they govern, corrected, and inserted late between two others.
+@example(history=([("sale", 0, 0, 1000, 10), ("fx", 0, "1.1"), ("fx", 0, "0.97"), ("sale", 1, 1, 2990, 30),
+                   ("fx", 20, "1.0833"), ("close", 1)], [0, 1, 3, 5, 4, 2]))
 def test_books_equal_a_from_scratch_pricing_of_the_final_state(
     property_database: str, history: tuple[list[tuple[Any, ...]], list[int]]
 ) -> None:
