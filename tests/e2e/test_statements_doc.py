@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import re
@@ -28,8 +29,9 @@ def doc_script(hub: Hub) -> str:
 
 
 async def test_the_statements_walkthrough_runs_as_written(hub: Hub, tmp_path: Path) -> None:
-    done = subprocess.run(["bash", "-euo", "pipefail", "-c", doc_script(hub) + "\necho PARTNER_ID=$PARTNER_ID"],
-                          cwd=tmp_path, env=hub.env(), capture_output=True, text=True, timeout=180)
+    done = await asyncio.to_thread(
+        subprocess.run, ["bash", "-euo", "pipefail", "-c", doc_script(hub) + "\necho PARTNER_ID=$PARTNER_ID"],
+        cwd=tmp_path, env=hub.env(), capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, f"{done.stdout}\n{done.stderr}"
     partner_id = re.findall(r"PARTNER_ID=(\S+)", done.stdout)[-1]
     printed = done.stdout.splitlines()
