@@ -187,6 +187,27 @@ def cmd_dlq(args: argparse.Namespace) -> int:
     return dlq.cmd_dlq(args, publish_bootstrap_servers(args.bootstrap_servers, settings), idempotence)
 
 
+def cmd_asyncapi(args: argparse.Namespace) -> int:
+    from partnerhub.asyncapi import render, service_catalog
+    from partnerhub.openapi import package_version
+
+    text = render(service_catalog(), package_version())
+    if args.check:
+        path = Path(args.check)
+        if not path.exists() or path.read_text() != text:
+            print(f"{path} differs from the event models; regenerate it: partnerhub asyncapi --output {path}",
+                  file=sys.stderr)
+            return 1
+        print(f"{path} matches the event models")
+        return 0
+    if args.output:
+        Path(args.output).write_text(text)
+        print(f"wrote {args.output}")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
 def second_terminal_exports(settings: Settings, data_dir: Path, bootstrap: str) -> str:
     """The `export` line a second terminal needs to reach a running `up`: its data dir, broker and ports."""
     values = {"PARTNERHUB_DATA_DIR": str(data_dir), "KAFKA_BOOTSTRAP_SERVERS": bootstrap}
@@ -526,6 +547,13 @@ def main(argv: list[str] | None = None) -> int:
         help="default: $KAFKA_BOOTSTRAP_SERVERS, else the broker of a running `up`, else 127.0.0.1:9092",
     )
     dlq.set_defaults(func=cmd_dlq)
+
+    asyncapi = commands.add_parser("asyncapi", help="the AsyncAPI 3 document of every topic and event, from the "
+                                                    "event models (docs/asyncapi.yaml)")
+    where = asyncapi.add_mutually_exclusive_group()
+    where.add_argument("--output", metavar="FILE", help="write it there (default: print it)")
+    where.add_argument("--check", metavar="FILE", help="exit 1 when FILE differs from what would be written")
+    asyncapi.set_defaults(func=cmd_asyncapi)
 
     from partnerhub import ops
 

@@ -8,6 +8,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from partnerhub.catalog import EventType, by_type
 from partnerhub.types import Code, Country, EffectiveFrom, FreeText, Input, Name, UtcDatetime, no_control_characters
 from services.accounts.domain import Classification, Decision, PartnerStatus, RegistrationStatus
 
@@ -111,3 +112,41 @@ class PartnerData(BaseModel):
 class PartnerStatusChangedData(PartnerData):
     to: PartnerStatus
     changed_at: UtcDatetime
+
+
+# --- events on accounts.accounts (partnerhub.catalog) -----------------------------------------------------
+class AccountEvent(Account):
+    """The account as it is once the change is made (owner_partner_id: its owner now); every account.* event
+    carries it whole."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class ReclassifiedData(AccountEvent):
+    from_: Classification = Field(alias="from")
+    to: Classification
+    effective_from: datetime
+    reason: str | None
+
+
+class OwnershipChangedData(AccountEvent):
+    from_: uuid.UUID | None = Field(alias="from", description="the owner before effective_from")
+    to: uuid.UUID | None = Field(description="the owner from effective_from on (null: unowned)")
+    effective_from: datetime
+    cause: str = Field(description="assigned, released, registration_approved, partner_terminated, …")
+    reason: str | None
+    registration_id: uuid.UUID | None = Field(default=None, description="the approved preregistration, if one")
+
+
+def _account_event(type_: str, data: type[BaseModel], summary: str) -> EventType:
+    return EventType("accounts.accounts", type_, data, summary, "accounts", "the account id", "the account id")
+
+
+EVENTS = (
+    _account_event("account.created", AccountEvent, "An account was created (unowned)."),
+    _account_event("account.reclassified", ReclassifiedData, "An account's classification changes from "
+                   "effective_from on."),
+    _account_event("account.ownership_changed", OwnershipChangedData, "An account's owner changes from "
+                   "effective_from on."),
+)
+EVENT_TYPES = by_type(EVENTS)

@@ -26,6 +26,7 @@ from services.accounts import domain, repository
 from services.accounts.domain import Cause, Classification, Entry, PartnerStatus
 from services.accounts.repository import EVENT_SOURCE, AccountRepository, RegistrationRepository
 from services.accounts.schemas import (
+    EVENT_TYPES,
     Account,
     AccountIn,
     ClassificationIn,
@@ -47,7 +48,8 @@ TERMINATED_REASON = "the partner was terminated"
 def _event(type_: str, account: dict[str, Any], event_id: str, **change: Any) -> OutgoingEvent:
     data = jsonable_encoder(Account.model_validate(account))
     data.update(jsonable_encoder(change))
-    return OutgoingEvent(topic=TOPIC, type=type_, key=str(account["id"]), data=data, id=event_id)
+    return OutgoingEvent(topic=TOPIC, type=type_, key=str(account["id"]), data=EVENT_TYPES[type_].checked(data),
+                         id=event_id)
 
 
 def _new_event_id() -> str:

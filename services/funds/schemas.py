@@ -19,6 +19,7 @@ from pydantic import (
     model_validator,
 )
 
+from partnerhub.catalog import EventType, by_type
 from partnerhub.types import (
     DATE_PATTERN,
     TIMESTAMP_PATTERN,
@@ -264,3 +265,34 @@ class PartnerData(Lenient):
 class PartnerStatusChangedData(PartnerData):
     to: PartnerStatus
     changed_at: UtcDatetime | None = None
+
+
+# --- events on funds.funds (partnerhub.catalog) -----------------------------------------------------------
+class RequestDecidedData(FundRequest):
+    """The request as decided (its claims are not in the event)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    decision: Literal["approve", "reject"]
+
+
+class DecidedRequest(FundRequest):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ClaimPaidData(Claim):
+    """The claim as paid, with the request it draws on (without its claims)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    request: DecidedRequest
+
+
+EVENTS = (
+    EventType("funds.funds", "fund.request_decided", RequestDecidedData,
+              "A fund request was approved (at once or by an admin), rejected, or sent back for changes.", "funds",
+              "the partner id", "the partner id"),
+    EventType("funds.funds", "fund.claim_paid", ClaimPaidData, "A claim was approved and paid.", "funds",
+              "the partner id", "the partner id"),
+)
+EVENT_TYPES = by_type(EVENTS)

@@ -29,7 +29,17 @@ from services.funds.domain import (
     SaleAccrual,
 )
 from services.funds.repository import LOCK_CATALOGUE, FundsRepository, Row
-from services.funds.schemas import AccrualData, Claim, ClaimIn, DecisionIn, Fund, FundIn, FundRequest, FundRequestIn
+from services.funds.schemas import (
+    EVENT_TYPES,
+    AccrualData,
+    Claim,
+    ClaimIn,
+    DecisionIn,
+    Fund,
+    FundIn,
+    FundRequest,
+    FundRequestIn,
+)
 
 TOPIC = "funds.funds"
 AUTO = "auto"
@@ -183,9 +193,8 @@ async def _release(repo: FundsRepository, request: Row, amount: Decimal, cause_t
 def _decided_event(request: FundRequest, decision: str) -> OutgoingEvent:
     data = jsonable_encoder(request.model_dump(mode="json", exclude={"claims"}))
     data["decision"] = decision
-    return OutgoingEvent(
-        topic=TOPIC, type="fund.request_decided", key=str(request.partner_id), data=data
-    )
+    return OutgoingEvent(topic=TOPIC, type="fund.request_decided", key=str(request.partner_id),
+                         data=EVENT_TYPES["fund.request_decided"].checked(data))
 
 
 async def _check_partner_may_request(repo: FundsRepository, partner_id: uuid.UUID) -> None:
@@ -432,7 +441,8 @@ def _claim_paid_event(paid: domain.ClaimPaid, claim: Claim, request: FundRequest
     data = jsonable_encoder(claim.model_dump(mode="json"))
     data["request"] = jsonable_encoder(request.model_dump(mode="json", exclude={"claims"}))
     # Key and subject are the partner id (CONTRACT §2); the claim and its request are in the data.
-    return OutgoingEvent(topic=TOPIC, type="fund.claim_paid", key=str(paid.partner_id), data=data)
+    return OutgoingEvent(topic=TOPIC, type="fund.claim_paid", key=str(paid.partner_id),
+                         data=EVENT_TYPES["fund.claim_paid"].checked(data))
 
 
 # --- balances and ledger ------------------------------------------------------------------------

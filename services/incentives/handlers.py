@@ -12,15 +12,11 @@ from partnerhub.db import Transaction
 from partnerhub.events import CloudEvent
 from partnerhub.types import Code, UtcDatetime
 from services.incentives import usecases
-from services.incentives.schemas import SaleCancelled, SaleIn
+from services.incentives.schemas import SaleCancelled, SaleRecorded
 
 
 class Lenient(BaseModel):
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
-
-
-class SaleRecorded(SaleIn):
-    model_config = ConfigDict(extra="ignore")
 
 
 class Account(Lenient):
@@ -78,7 +74,7 @@ async def on_sales(tx: Transaction, events: list[CloudEvent]) -> dict[str, str]:
     """A partition's batch of sale.recorded and sale.cancelled events, recorded and priced together; an event
     whose data is invalid, or a sale recorded again with other content, is refused alone."""
     refused: dict[str, str] = {}
-    recorded: list[tuple[SaleIn, str]] = []
+    recorded: list[tuple[SaleRecorded, str]] = []
     cancelled: list[usecases.Cancellation] = []
     for event in events:
         try:

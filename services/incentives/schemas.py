@@ -6,8 +6,9 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, StrictBool, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
 
+from partnerhub.catalog import EventData, EventType, by_type
 from partnerhub.types import (
     Code,
     Currency,
@@ -348,3 +349,114 @@ class PeriodClosed(BaseModel):
     status: str
     closed_through: str
     newly_closed: list[str]
+
+
+# --- events (partnerhub.catalog) --------------------------------------------------------------------------
+class SaleRecorded(SaleIn):
+    """sale.recorded as taken in from sales systems: the fields of POST /v1/sales; other fields are ignored."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
+class AccrualItemData(EventData):
+    program_code: str | None = Field(description="null for a sale no program applies to, or not priced yet")
+    amount: Money = Field(description="what it pays now, in currency")
+    currency: str
+    status: str = Field(description="the sale's status, or no_program, unpriced (a missing rate), withdrawn")
+
+
+class AccrualRecordedData(EventData):
+    """The sale's whole current state: all a consumer (funds) needs."""
+
+    sale_id: str
+    partner_id: uuid.UUID
+    account_id: uuid.UUID
+    sku: str
+    booked_at: Instant
+    currency: str
+    amount: Money = Field(description="the sale's amount, in its currency")
+    status: str = Field(description="unpriced, not_eligible, channel_conflict, on_hold, accrued or cancelled")
+    eligible: bool = Field(description="status is accrued: the amount is eligible revenue")
+    items: list[AccrualItemData]
+
+
+class AccrualAdjustedData(AccrualRecordedData):
+    cause: str = Field(description="the id of the event (or run trigger) that moved the items")
+
+
+class RecalculationCompletedData(EventData):
+    run_id: uuid.UUID
+    trigger_type: str
+    trigger_event_id: str
+    account_id: uuid.UUID | None
+    partner_id: uuid.UUID | None
+    sku: str | None
+    program_code: str | None
+    fx_pair: str | None = Field(description="BASE/QUOTE of an fx_rate.changed run")
+    effective_from: Instant | None
+    sales_recomputed: int
+    sales_changed: int
+    delta: list[DeltaOut]
+    status: Literal["completed"]
+    finished_at: Instant
+
+
+class StatementTotalsData(EventData):
+    currency: str
+    eligible_revenue: Money
+    rebate: Money
+    bip_bonus: Money
+    adjustments: Money
+    total: Money
+
+
+class StatementClosedData(EventData):
+    partner_id: uuid.UUID
+    period: str
+    status: Literal["closed"]
+    totals: list[StatementTotalsData]
+
+
+class StatementConfirmedData(EventData):
+    partner_id: uuid.UUID
+    period: str
+    confirmed_at: Instant
+    confirmed_by: str
+    totals: list[StatementTotalsData]
+
+
+class DisputeData(Dispute):
+    """The dispute as GET /v1/disputes/{id} shows it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+def _accrual_event(type_: str, data: type[BaseModel], summary: str, key: str = "the partner id",
+                   subject: str = "the sale_id") -> EventType:
+    return EventType("incentives.accruals", type_, data, summary, "incentives", key, subject)
+
+
+def _statement_event(type_: str, data: type[BaseModel], summary: str, subject: str) -> EventType:
+    return EventType("incentives.statements", type_, data, summary, "incentives", "the partner id", subject)
+
+
+EVENTS = (
+    EventType("sales.recorded", "sale.recorded", SaleRecorded, "A sale booked by a partner, to be priced.",
+              "the vendor's sales systems", "the account id", "the sale_id", inbound=True),
+    EventType("sales.recorded", "sale.cancelled", SaleCancelled, "A sale undone: its accruals are reversed.",
+              "the vendor's sales systems", "the account id", "the sale_id", inbound=True),
+    _accrual_event("accrual.recorded", AccrualRecordedData, "A sale priced for the first time."),
+    _accrual_event("accrual.adjusted", AccrualAdjustedData, "A sale whose items moved (a change repriced it)."),
+    _accrual_event("recalculation.completed", RecalculationCompletedData,
+                   "A recalculation run finished: what triggered it, how many sales it repriced, the delta.",
+                   key="the account, partner, sku, program or FX pair it ran for", subject="the run id"),
+    _statement_event("statement.closed", StatementClosedData, "A partner's statement was closed, with its totals.",
+                     "the period"),
+    _statement_event("statement.confirmed", StatementConfirmedData, "The partner confirmed a closed statement.",
+                     "the period"),
+    _statement_event("dispute.opened", DisputeData, "A partner disputed a statement, a sale or a sale under one "
+                     "program.", "the dispute id"),
+    _statement_event("dispute.resolved", DisputeData, "A dispute was accepted (with its settlement) or rejected.",
+                     "the dispute id"),
+)
+EVENT_TYPES = by_type(EVENTS)

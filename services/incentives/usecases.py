@@ -12,6 +12,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from partnerhub.catalog import checked
 from partnerhub.db import OutboxRecord, Transaction, is_transient, outbox_records
 from partnerhub.http import check_if_match
 from partnerhub.metrics import RECALCULATION_SECONDS, SALES_SET_ASIDE
@@ -56,7 +57,7 @@ from services.incentives.repository import (
     SaleScope,
     StatementsRepository,
 )
-from services.incentives.schemas import DisputeIn, ProductIn, ProgramIn, SaleIn
+from services.incentives.schemas import EVENT_TYPES, DisputeIn, ProductIn, ProgramIn, SaleIn
 
 PRICING_BATCH = 5000
 # A recalculation streams its sales in chunks of this many: memory stays bounded however many it touches.
@@ -269,7 +270,8 @@ async def reprice(tx: Transaction, scope: SaleScope, trigger: Trigger) -> RunRes
         "sales_recomputed": pricing.recomputed, "sales_changed": pricing.changed, "delta": delta,
         "started_at": started_at, "finished_at": finished,
     })
-    tx.emit(recalculation_completed(run_id, trigger, pricing.recomputed, pricing.changed, pricing.delta, finished))
+    tx.emit(checked(recalculation_completed(run_id, trigger, pricing.recomputed, pricing.changed, pricing.delta,
+                                            finished), EVENT_TYPES))
     RECALCULATION_SECONDS.labels("incentives", trigger.type).observe(time.perf_counter() - started)
     log.info("recalculation completed", extra={"fields": {
         "run_id": str(run_id), "trigger_type": trigger.type, "trigger_event_id": trigger.event_id,
@@ -297,7 +299,7 @@ async def close_period(tx: Transaction, period: str) -> dict[str, Any]:
     if newly_closed:
         rows = await repo.live_statements(first, period, None)
         await repo.freeze_statements([dict(row._mapping) for row in rows])
-        tx.emit_all(_statement_closed_events(rows))
+        tx.emit_all([checked(event, EVENT_TYPES) for event in _statement_closed_events(rows)])
     await repo.set_closed_through(period)
     return {"period": period, "status": "closed", "closed_through": period, "newly_closed": newly_closed}
 
@@ -722,9 +724,9 @@ async def confirm_statement(tx: Transaction, partner_id: uuid.UUID, period: str,
     made = await StatementsRepository(tx.session).confirm(partner_id, period, by)
     view = await statement(tx, partner_id, period)
     if made:
-        tx.emit(statement_event("statement.confirmed", partner_id, period, {
+        tx.emit(checked(statement_event("statement.confirmed", partner_id, period, {
             "confirmed_at": isoformat(view["confirmed_at"]), "confirmed_by": view["confirmed_by"],
-            "totals": _totals_json(view["totals"])}))
+            "totals": _totals_json(view["totals"])}), EVENT_TYPES))
     return view
 
 
@@ -790,7 +792,7 @@ async def open_dispute(tx: Transaction, body: DisputeIn, opened_by: str,
                        dispute_id=str(same.id) if same else None)
     row = await repo.dispute(dispute_id)
     view = dispute_view(row)
-    tx.emit(dispute_event("dispute.opened", encode(view)))
+    tx.emit(checked(dispute_event("dispute.opened", encode(view)), EVENT_TYPES))
     return view
 
 
@@ -836,5 +838,5 @@ async def resolve_dispute(tx: Transaction, dispute_id: uuid.UUID, by: str,
         values["settlement_period"] = decision.settlement.period
     await repo.resolve_dispute(dispute_id, values)
     view = dispute_view(await repo.dispute(dispute_id))
-    tx.emit(dispute_event("dispute.resolved", encode(view)))
+    tx.emit(checked(dispute_event("dispute.resolved", encode(view)), EVENT_TYPES))
     return view

@@ -5,8 +5,9 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from partnerhub.catalog import EventType, by_type
 from partnerhub.types import Code, Country, EffectiveFrom, FreeText, Input, Name, UtcDatetime
 from services.registry.domain import CertificationState, PartnerType, Status, Tier
 
@@ -89,3 +90,60 @@ class HistoryEntry(BaseModel):
     actor: str
     detail: dict[str, object]
     event_id: str | None
+
+
+# --- events on registry.partners (partnerhub.catalog) -----------------------------------------------------
+class PartnerEvent(Partner):
+    """The partner as it is once the change is made; every partner.* event carries it whole."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class StatusChangedData(PartnerEvent):
+    from_: Status = Field(alias="from")
+    to: Status
+    changed_at: datetime
+    reason: str | None
+
+
+class TierChangedData(PartnerEvent):
+    from_: Tier = Field(alias="from")
+    to: Tier
+    effective_from: datetime
+
+
+class CertificationGrantedData(PartnerEvent):
+    certification: Certification
+
+
+class CertificationRevokedData(PartnerEvent):
+    certification: Certification
+    revoked_at: datetime
+
+
+class CertificationExpiredData(PartnerEvent):
+    certification: Certification
+    expired_at: datetime
+
+
+class ParentChangedData(PartnerEvent):
+    from_: uuid.UUID | None = Field(alias="from")
+    to: uuid.UUID | None
+    changed_at: datetime
+    reason: str | None
+
+
+def _partner_event(type_: str, data: type[BaseModel], summary: str) -> EventType:
+    return EventType("registry.partners", type_, data, summary, "registry", "the partner id", "the partner id")
+
+
+EVENTS = (
+    _partner_event("partner.registered", PartnerEvent, "A partner was registered (pending, registered tier)."),
+    _partner_event("partner.status_changed", StatusChangedData, "A partner's status moved; from the moment made."),
+    _partner_event("partner.tier_changed", TierChangedData, "A partner's tier changes from effective_from on."),
+    _partner_event("partner.certification_granted", CertificationGrantedData, "A certification was granted."),
+    _partner_event("partner.certification_revoked", CertificationRevokedData, "A certification was revoked."),
+    _partner_event("partner.certification_expired", CertificationExpiredData, "A certification reached its expiry."),
+    _partner_event("partner.parent_changed", ParentChangedData, "A reseller's distributor changed."),
+)
+EVENT_TYPES = by_type(EVENTS)

@@ -17,7 +17,7 @@ from partnerhub.timeutil import BEGINNING, isoformat, utcnow
 from services.registry import domain, repository
 from services.registry.domain import CertificationState
 from services.registry.repository import PartnerRepository
-from services.registry.schemas import CertificationIn, ParentIn, Partner, PartnerIn, StatusIn, TierIn
+from services.registry.schemas import EVENT_TYPES, CertificationIn, ParentIn, Partner, PartnerIn, StatusIn, TierIn
 
 TOPIC = "registry.partners"
 # Who the history names for changes the service makes by itself (certification expiry).
@@ -29,7 +29,7 @@ EXPIRY_BATCH = 1000
 def _event(type_: str, partner: dict[str, Any], **change: Any) -> OutgoingEvent:
     data = jsonable_encoder(Partner.model_validate(partner))
     data.update(jsonable_encoder(change))
-    return OutgoingEvent(topic=TOPIC, type=type_, key=str(partner["id"]), data=data)
+    return OutgoingEvent(topic=TOPIC, type=type_, key=str(partner["id"]), data=EVENT_TYPES[type_].checked(data))
 
 
 async def _fresh(repo: PartnerRepository, partner_id: uuid.UUID) -> dict[str, Any]:
