@@ -29,6 +29,7 @@ produced per sale.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import random
 import sys
@@ -56,6 +57,7 @@ from bench.support import (
     create_base_program,
     environment,
     machine,
+    otlp_sink,
     outbox_drained,
     put_product,
     rebate,
@@ -301,6 +303,16 @@ async def main(arguments: argparse.Namespace) -> None:
                 return (await progress())[1] >= count
 
             before = await count_rows(connection)
+            traced = contextlib.ExitStack()
+            exported: list[int] = []
+            if arguments.tracing:
+                # As OTEL_EXPORTER_OTLP_ENDPOINT would: spans batched and exported over OTLP/HTTP, here to a sink.
+                endpoint, exported = traced.enter_context(otlp_sink())
+                from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+                from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+                from partnerhub import tracing
+                traced.callback(tracing.install(BatchSpanProcessor(OTLPSpanExporter(f"{endpoint}/v1/traces"))))
             started = time.perf_counter()
             async with service_app("incentives") as client:
                 joined = await wait_until(any_received, arguments.timeout, 0.01, "the first sale taken in")
@@ -310,6 +322,7 @@ async def main(arguments: argparse.Namespace) -> None:
                                            "the outbox relay")
                 visible = await confirm_through_api(client, env.admin_headers(), world, count)
             hub = Timing(last - started, joined - started)
+            traced.close()
             statuses = await sale_statuses(connection)
             after = await count_rows(connection)
             written = {table: after[table] - before[table] for table in (*COUNTED_TABLES, "messages")}
@@ -337,6 +350,8 @@ async def main(arguments: argparse.Namespace) -> None:
     row("rows written per sale", ", ".join(f"{table} {n / count:.3f}" for table, n in rows.items())
         + f"; total {sum(rows.values()) / count:.2f}")
     row("messages produced per sale", f"{written['messages'] / count:.2f}")
+    if arguments.tracing:
+        row("tracing: OTLP exports received", f"{len(exported):,} requests, {sum(exported) / 1e6:.1f} MB")
     print(f"  machine at the end: {machine()}")
     if visible.sample_ok != visible.sampled or visible.partner_items != visible.partner_expected \
             or set(statuses) != {"accrued"}:
@@ -351,6 +366,8 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument("--accounts", type=int, default=1000, help="accounts the sales spread over")
     add_database_url(parser)
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds to wait for any one phase")
+    parser.add_argument("--tracing", action="store_true",
+                        help="trace as with OTEL_EXPORTER_OTLP_ENDPOINT set, exporting to a local sink")
     return parser
 
 

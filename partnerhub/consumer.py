@@ -15,11 +15,12 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from pydantic import ValidationError
 
+from partnerhub import tracing
 from partnerhub.config import Settings
 from partnerhub.db import Database, Transaction, is_transient, write_letter
 from partnerhub.events import CloudEvent, EnvelopeError, parse_message
 from partnerhub.kafka import bootstrap, dead_letter_topic
-from partnerhub.logs import set_traceparent
+from partnerhub.logs import set_traceparent, trace_id
 from partnerhub.metrics import CONSUMER_LAG, EVENTS_CONSUMED, EVENTS_DEAD_LETTERED
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,30 @@ def membership(settings: Settings, group_id: str) -> dict[str, Any]:
     if settings.kafka_instance_id:
         options["group_instance_id"] = f"{settings.kafka_instance_id}.{group_id}"
     return options
+
+def _attributes(message: ConsumerRecord, event: CloudEvent) -> dict[str, Any]:
+    return {"messaging.system": "kafka", "messaging.destination.name": message.topic,
+            "messaging.kafka.destination.partition": message.partition, "messaging.kafka.message.offset":
+            message.offset, "cloudevents.event_id": event.id, "cloudevents.event_type": event.type}
+
+
+def _log_applied(message: ConsumerRecord, event: CloudEvent) -> None:
+    """One line per applied event, under its trace id (the logs' trace_id)."""
+    log.info("event applied", extra={"fields": {"topic": message.topic, "partition": message.partition,
+                                               "offset": message.offset, "event_id": event.id,
+                                               "event_type": event.type}})
+
+
+def _log_run(topic: str, events: list[CloudEvent]) -> None:
+    """One line per run of events applied together, naming each event and its trace id: a trace id found in
+    `trace_ids` is an event of this run (a line per event would cost more than applying a sale)."""
+    if not log.isEnabledFor(logging.INFO):
+        return
+    log.info("events applied", extra={"fields": {
+        "topic": topic, "count": len(events), "event_ids": [e.id for e in events],
+        "event_types": sorted({e.type for e in events}),
+        "trace_ids": [trace_id(e.traceparent) for e in events]}})
+
 
 class Rejected(Exception):
     """The event is well-formed but cannot be applied (e.g. a conflicting sale): dead-letter it."""
@@ -269,13 +294,17 @@ class ConsumerRunner:
                         continue
                     fresh.discard(event.id)
                     outcomes[id(message)] = "applied"
-                    set_traceparent(event.traceparent or _header(message, "traceparent"))
+                    traceparent = event.traceparent or _header(message, "traceparent")
+                    set_traceparent(traceparent)
                     batch_handler = self.batch_handlers.get(message.topic, {}).get(event.type)
                     if run and (batch_handler is None or run_key != (message.topic, event.type)):
                         await self._run_batch(tx, run_key, run)
                         run = []
                     if batch_handler is None:
-                        await self.handlers[message.topic][event.type](tx, event)
+                        with tracing.span(f"{message.topic} process", self.service, tracing.CONSUMER, traceparent,
+                                          _attributes(message, event)):
+                            await self.handlers[message.topic][event.type](tx, event)
+                            _log_applied(message, event)
                     else:
                         run_key = (message.topic, event.type)
                         run.append(event)
@@ -303,7 +332,13 @@ class ConsumerRunner:
                     else:
                         outcomes[id(message)] = "duplicate"
                 set_traceparent(events[0].traceparent if events else None)
-                refused = await handler(tx, events) if events else {}
+                refused: Mapping[str, str] = {}
+                if events:
+                    with tracing.span(f"{topic} process", self.service, tracing.CONSUMER, events[0].traceparent,
+                                      {"messaging.destination.name": topic, "messaging.batch.message_count":
+                                       len(events)}, [e.traceparent for e in events]):
+                        refused = await handler(tx, events)
+                        _log_run(topic, [e for e in events if e.id not in refused])
                 # The refused events' letters commit with the rest of the batch, or not at all.
                 lettered: list[tuple[ConsumerRecord, str]] = []
                 for message, event in handled:
@@ -322,7 +357,11 @@ class ConsumerRunner:
 
     async def _run_batch(self, tx: Transaction, key: tuple[str, str] | None, events: list[CloudEvent]) -> None:
         assert key is not None
-        await self.batch_handlers[key[0]][key[1]](tx, events)
+        with tracing.span(f"{key[0]} process", self.service, tracing.CONSUMER, events[0].traceparent,
+                          {"messaging.destination.name": key[0], "cloudevents.event_type": key[1],
+                           "messaging.batch.message_count": len(events)}, [e.traceparent for e in events]):
+            await self.batch_handlers[key[0]][key[1]](tx, events)
+            _log_run(key[0], events)
 
     async def _record_many_in_inbox(
         self, tx: Transaction, handled: list[tuple[ConsumerRecord, CloudEvent]]
@@ -363,7 +402,11 @@ class ConsumerRunner:
             attempts += 1
             set_traceparent(traceparent)
             try:
-                applied = await self._apply(message, event, handler)
+                with tracing.span(f"{topic} process", self.service, tracing.CONSUMER, traceparent,
+                                  _attributes(message, event)):
+                    applied = await self._apply(message, event, handler)
+                    if applied:
+                        _log_applied(message, event)
                 EVENTS_CONSUMED.labels(self.service, topic, "applied" if applied else "duplicate").inc()
                 return
             except Rejected as exc:

@@ -7,7 +7,7 @@ import logging
 import os
 import random
 import sys
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from datetime import UTC, datetime
 
 _traceparent: ContextVar[str | None] = ContextVar("traceparent", default=None)
@@ -29,6 +29,15 @@ def current_traceparent() -> str | None:
 
 def set_traceparent(value: str | None) -> None:
     _traceparent.set(value)
+
+
+def swap_traceparent(value: str | None) -> Token[str | None]:
+    """Makes `value` current until restore_traceparent(token)."""
+    return _traceparent.set(value)
+
+
+def restore_traceparent(token: Token[str | None]) -> None:
+    _traceparent.reset(token)
 
 
 def trace_id(traceparent: str | None) -> str | None:
@@ -66,6 +75,7 @@ def configure_logging(service: str, level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(os.environ.get("PARTNERHUB_LOG_LEVEL", level))
+    logging.captureWarnings(True)  # Python warnings become JSON log lines (logger py.warnings) like the rest
     for noisy in ("aiokafka", "kafka"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):

@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import itertools
 import json
 import logging
+import re
 from collections import deque
 from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple, Protocol
@@ -15,6 +17,7 @@ import asyncpg
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.partitioner import DefaultPartitioner
 
+from partnerhub import tracing
 from partnerhub.config import Settings
 from partnerhub.db import OUTBOX_CHANNEL, asyncpg_dsn
 from partnerhub.events import STRUCTURED_HEADERS
@@ -86,6 +89,18 @@ def kafka_partition(key: bytes | None, partitions: Sequence[int]) -> int:
     """The partition every Kafka client's default partitioner picks for a key (murmur2), so a key lands where
     any other producer of the topic would put it (a message without a key, to any of them)."""
     return int(DefaultPartitioner()(key, list(partitions), list(partitions)))
+
+
+_TRACEPARENT = re.compile(rb'"traceparent":\s*"(00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2})"')
+
+
+def _traceparents(rows: Iterable[OutboxRow]) -> list[str | None]:
+    """The traceparents the first rows' envelopes carry (a send span links to the spans that wrote them)."""
+    found: list[str | None] = []
+    for row in itertools.islice(rows, tracing.MAX_LINKS):
+        match = _TRACEPARENT.search(row.payload) if row.payload is not None else None
+        found.append(match.group(1).decode() if match else None)
+    return found
 
 
 class Lane:
@@ -243,13 +258,18 @@ class Publication:
         try:
             while lane.waiting and self.sending:
                 batch = self.producer.create_batch()
+                heads = _traceparents(lane.waiting) if tracing.enabled() else []
                 ids = lane.fill(batch)
                 self.waiting -= len(ids)
                 # Closed, it takes nothing from the producer's own send() and goes out without lingering.
                 batch.close()
                 try:
-                    delivery = await self.producer.send_batch(batch, lane.tp.topic, partition=lane.tp.partition)
-                    await delivery
+                    with tracing.span(f"{lane.tp.topic} send", self.service, tracing.PRODUCER, None, {
+                            "messaging.system": "kafka", "messaging.destination.name": lane.tp.topic,
+                            "messaging.kafka.destination.partition": lane.tp.partition,
+                            "messaging.batch.message_count": len(ids)}, heads[:len(ids)]):
+                        delivery = await self.producer.send_batch(batch, lane.tp.topic, partition=lane.tp.partition)
+                        await delivery
                 except Exception as exc:
                     if self.failure is None:
                         self.failure = exc

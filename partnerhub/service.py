@@ -18,13 +18,14 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from partnerhub import tracing
 from partnerhub.config import Settings, get_settings
 from partnerhub.consumer import ConsumerRunner, Subscription
 from partnerhub.db import Database
 from partnerhub.gcpolicy import ScheduledCollection
 from partnerhub.http import prune_idempotency_keys
 from partnerhub.kafka import all_topics, bootstrap, ensure_topics, make_producer
-from partnerhub.logs import configure_logging, new_traceparent, set_traceparent
+from partnerhub.logs import configure_logging, current_traceparent, new_traceparent, set_traceparent
 from partnerhub.metrics import HTTP_LATENCY
 from partnerhub.openapi import install_docs, package_version
 from partnerhub.problems import JsonBodies, ProblemCORSMiddleware, install_problem_handlers
@@ -102,9 +103,24 @@ class TraceAndMeasure:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        traceparent = next((value.decode("latin-1") for name, value in scope["headers"] if name == b"traceparent"),
-                           None) or new_traceparent()
-        set_traceparent(traceparent)
+        given = next((value.decode("latin-1") for name, value in scope["headers"] if name == b"traceparent"), None)
+        if tracing.enabled():
+            server = tracing.current_span()
+            if server is not None:
+                # FastAPI's own telemetry made the server span (the caller's traceparent its parent) and names it.
+                server.set_attribute("partnerhub.service", self.service)
+                set_traceparent(tracing.traceparent_of(server))
+                await self._measured(scope, receive, send, None)
+                return
+            with tracing.span(f"{scope['method']}", self.service, tracing.SERVER, given,
+                              {"http.request.method": scope["method"], "url.path": scope.get("path", "")}) as span:
+                await self._measured(scope, receive, send, span)
+            return
+        set_traceparent(given or new_traceparent())
+        await self._measured(scope, receive, send, None)
+
+    async def _measured(self, scope: Scope, receive: Receive, send: Send, span: Any) -> None:
+        traceparent = current_traceparent() or ""
         started = time.perf_counter()
         status = 500
 
@@ -122,6 +138,11 @@ class TraceAndMeasure:
             template = self.full_paths.get(id(route)) or getattr(route, "path", "unmatched")
             HTTP_LATENCY.labels(self.service, scope["method"], template, str(status)).observe(
                 time.perf_counter() - started)
+            if span is not None:
+                span.update_name(f"{scope['method']} {template}")
+                span.set_attributes({"http.route": template, "http.response.status_code": status})
+                if status >= 500:
+                    span.set_status(tracing.StatusCode.ERROR)
 
 
 @dataclass(frozen=True)
@@ -157,9 +178,11 @@ def create_service_app(spec: ServiceSpec, settings: Settings | None = None) -> F
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         configure_logging(spec.name, settings.log_level)
+        tracing.configure_tracing(spec.name)
         db = Database(settings.database_url(spec.name), spec.name)
         producer = make_producer(settings)
         ctx = ServiceContext(spec.name, settings, db, producer, httpx.AsyncClient(), backlog=spec.backlog)
+        tracing.instrument_client(ctx.http)
         app.state.ctx = ctx
         await _retry(lambda: ensure_topics(bootstrap(settings), all_topics()), "the Kafka broker", 60)
         await _retry(producer.start, "the Kafka producer", 60)
