@@ -29,7 +29,7 @@ from tests.deploy.support import (
     settings_env_names,
 )
 
-INFRASTRUCTURE = {"kafka", "postgres", "gateway", "prometheus"}
+INFRASTRUCTURE = {"kafka", "postgres", "gateway", "prometheus", "jaeger"}
 ONE_SHOTS = {"migrate", "topics"}
 
 
@@ -111,8 +111,12 @@ def test_services_can_be_scaled(services: dict[str, dict[str, Any]]) -> None:
         assert "container_name" not in services[name], name
 
 
+# Read by the OpenTelemetry SDK (partnerhub/tracing.py), not by Settings.
+OPENTELEMETRY = {"OTEL_EXPORTER_OTLP_ENDPOINT"}
+
+
 def test_every_variable_set_for_the_app_is_a_setting(services: dict[str, dict[str, Any]]) -> None:
-    known = settings_env_names()
+    known = settings_env_names() | OPENTELEMETRY
     for name, service in services.items():
         if is_app_service(service):
             unknown = set(environment(service)) - known
