@@ -62,14 +62,14 @@ def _log_applied(message: ConsumerRecord, event: CloudEvent) -> None:
 
 
 def _log_run(topic: str, events: list[CloudEvent]) -> None:
-    """One line per run of events applied together, naming each event and its trace id: a trace id found in
-    `trace_ids` is an event of this run (a line per event would cost more than applying a sale)."""
+    """One line per run of events applied together, naming each event and the traces they belong to: a trace id
+    found in `trace_ids` has an event in this run (a line per event would cost more than applying a sale)."""
     if not log.isEnabledFor(logging.INFO):
         return
     log.info("events applied", extra={"fields": {
         "topic": topic, "count": len(events), "event_ids": [e.id for e in events],
         "event_types": sorted({e.type for e in events}),
-        "trace_ids": [trace_id(e.traceparent) for e in events]}})
+        "trace_ids": sorted({trace for e in events if (trace := trace_id(e.traceparent))})}})
 
 
 class Rejected(Exception):
