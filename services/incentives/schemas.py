@@ -193,8 +193,9 @@ class DeltaOut(BaseModel):
     amount: str
 
 
-class RecalculationRun(BaseModel):
-    id: uuid.UUID
+class RunOutcome(BaseModel):
+    """What triggered a recalculation run, whom it ran for, and what it changed."""
+
     trigger_type: str
     trigger_event_id: str
     account_id: uuid.UUID | None
@@ -207,6 +208,10 @@ class RecalculationRun(BaseModel):
     sales_recomputed: int
     sales_changed: int
     delta: list[DeltaOut]
+
+
+class RecalculationRun(RunOutcome):
+    id: uuid.UUID
     started_at: UtcDatetime
     finished_at: UtcDatetime | None
 
@@ -384,30 +389,16 @@ class AccrualAdjustedData(AccrualRecordedData):
     cause: str = Field(description="the id of the event (or run trigger) that moved the items")
 
 
-class RecalculationCompletedData(EventData):
+class RecalculationCompletedData(RunOutcome):
+    model_config = ConfigDict(extra="forbid")
+
     run_id: uuid.UUID
-    trigger_type: str
-    trigger_event_id: str
-    account_id: uuid.UUID | None
-    partner_id: uuid.UUID | None
-    sku: str | None
-    program_code: str | None
-    fx_pair: str | None = Field(description="BASE/QUOTE of an fx_rate.changed run")
-    effective_from: Instant | None
-    sales_recomputed: int
-    sales_changed: int
-    delta: list[DeltaOut]
     status: Literal["completed"]
-    finished_at: Instant
+    finished_at: UtcDatetime
 
 
-class StatementTotalsData(EventData):
-    currency: str
-    eligible_revenue: Money
-    rebate: Money
-    bip_bonus: Money
-    adjustments: Money
-    total: Money
+class StatementTotalsData(StatementTotals):
+    model_config = ConfigDict(extra="forbid")
 
 
 class StatementClosedData(EventData):
