@@ -1,3 +1,3 @@
-"""Partner Hub shared core: mechanism used by all four services, no domain rules."""
+"""Partner Hub shared core: mechanism used by every service, no domain rules."""
 
-SERVICES = ("registry", "accounts", "incentives", "funds")
+SERVICES = ("registry", "accounts", "incentives", "funds", "webhooks")

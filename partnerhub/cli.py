@@ -267,7 +267,7 @@ def check_service_ports(settings: Settings) -> None:
 
 
 class EmbeddedRuntime:
-    """Tansu + embedded PostgreSQL + the four services as processes; stops everything in order."""
+    """Tansu + embedded PostgreSQL + the five services as processes; stops everything in order."""
 
     def __init__(self, settings: Settings, data_dir: Path, broker_port: int) -> None:
         from partnerhub.embedded import EmbeddedPostgres, TansuBroker
@@ -348,6 +348,8 @@ class EmbeddedRuntime:
             self._check_stop()
         print("databases migrated; starting the services", flush=True)
         env.setdefault("PARTNERHUB_REGISTRY_URL", _local_url(self.settings, "registry"))
+        # On one machine, webhook receivers are local programs: loopback is allowed (and plain http to it).
+        env.setdefault("PARTNERHUB_WEBHOOK_ALLOWED_HOSTS", "127.0.0.1,localhost")
         for service in SERVICES:
             log = open(self.logs / f"{service}.log", "ab")
             self._log_files.append(log)
@@ -494,7 +496,7 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
 
     up = commands.add_parser(
-        "up", help="run everything on one machine: Tansu, PostgreSQL and the four services"
+        "up", help="run everything on one machine: Tansu, PostgreSQL and the five services"
     )
     up.add_argument("--data-dir", help="where PostgreSQL data and logs live (default $PARTNERHUB_DATA_DIR)")
     up.set_defaults(func=cmd_up)

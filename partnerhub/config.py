@@ -11,7 +11,7 @@ from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_JWT_SECRET = "partnerhub-dev-secret-change-me-0123456789"
-DEFAULT_PORTS = {"registry": 8001, "accounts": 8002, "incentives": 8003, "funds": 8004}
+DEFAULT_PORTS = {"registry": 8001, "accounts": 8002, "incentives": 8003, "funds": 8004, "webhooks": 8005}
 
 
 class Settings(BaseSettings):
@@ -38,6 +38,7 @@ class Settings(BaseSettings):
     accounts_database_url: str | None = None
     incentives_database_url: str | None = None
     funds_database_url: str | None = None
+    webhooks_database_url: str | None = None
 
     jwt_secret: str | None = None
     jwt_public_key: str | None = None
@@ -50,6 +51,7 @@ class Settings(BaseSettings):
     accounts_port: int = DEFAULT_PORTS["accounts"]
     incentives_port: int = DEFAULT_PORTS["incentives"]
     funds_port: int = DEFAULT_PORTS["funds"]
+    webhooks_port: int = DEFAULT_PORTS["webhooks"]
     registry_url: str | None = None
     registry_timeout_seconds: float = 2.0
 
@@ -69,6 +71,30 @@ class Settings(BaseSettings):
     # How long an Idempotency-Key is remembered: a replay within it answers the first response.
     idempotency_ttl_hours: float = Field(default=24.0, gt=0)
     log_level: str = "INFO"
+
+    # Webhooks (CONTRACT §7). Hosts (comma-separated) a subscription may name although they resolve to a loopback,
+    # private or link-local address, and reach over http:// too: none in production; `up` and the tests list
+    # 127.0.0.1 and localhost.
+    webhook_allowed_hosts: str = ""
+    # An answer must arrive within this long, or the attempt failed.
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0)
+    # Retries: exponential backoff with jitter from the first wait to the longest, for the window, then `failed`.
+    webhook_retry_first_seconds: float = Field(default=5.0, gt=0)
+    webhook_retry_longest_seconds: float = Field(default=4 * 3600.0, gt=0)
+    webhook_retry_window_seconds: float = Field(default=24 * 3600.0, gt=0)
+    # A subscription every delivery of which failed for this long is disabled.
+    webhook_disable_after_seconds: float = Field(default=24 * 3600.0, gt=0)
+    # How long a rotated-out secret keeps signing alongside the new one.
+    webhook_secret_overlap_seconds: float = Field(default=24 * 3600.0, ge=0)
+    # POSTs in flight at once per process, and at most this many per subscription (all replicas together).
+    webhook_concurrency: int = Field(default=64, ge=1)
+    webhook_per_subscription: int = Field(default=4, ge=1)
+    # A claimed delivery whose worker died is taken again once its lease runs out (longer than the timeout).
+    webhook_lease_seconds: float = Field(default=60.0, gt=0)
+    # How often the delivery worker looks for due deliveries when it has nothing in hand.
+    webhook_poll_seconds: float = Field(default=0.5, gt=0)
+    # Deliveries and the events they carry are kept this long (replay reaches back as far).
+    webhook_retention_days: float = Field(default=30.0, gt=0)
     # A process runs the HTTP API, the workers (outbox relay, consumers, sweeps), or both (the default);
     # a cluster can run them as separate deployments and scale each on its own.
     run_api: bool = True

@@ -41,6 +41,8 @@ class Infrastructure:
         env["PARTNERHUB_KAFKA_IDEMPOTENCE"] = "false"
         env.update(TANSU_GROUP_ENV)
         env["PARTNERHUB_JWT_SECRET"] = os.environ["PARTNERHUB_JWT_SECRET"]
+        # Webhook receivers in the tests listen on loopback.
+        env["PARTNERHUB_WEBHOOK_ALLOWED_HOSTS"] = "127.0.0.1,localhost"
         return env
 
 
@@ -106,12 +108,15 @@ def tokens(settings: Settings) -> Callable[..., dict[str, str]]:
 
 
 @asynccontextmanager
-async def running_service(name: str) -> AsyncIterator[httpx.AsyncClient]:
+async def running_service(name: str, settings: Settings | None = None) -> AsyncIterator[httpx.AsyncClient]:
     """One service in-process with its relay and consumers running, reached over ASGI; yielded once ready (its
-    consumers joined their groups), as an orchestrator would route to it."""
+    consumers joined their groups), as an orchestrator would route to it. `settings` replace the environment's."""
     import importlib
 
-    app = importlib.import_module(f"services.{name}.app").create_app()
+    from partnerhub.service import create_service_app
+
+    module = importlib.import_module(f"services.{name}.app")
+    app = module.create_app() if settings is None else create_service_app(module.SPEC, settings)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url=f"http://{name}") as client:

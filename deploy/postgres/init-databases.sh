@@ -1,7 +1,7 @@
 #!/bin/sh
 # Creates one role and one database per Partner Hub service, each owned by its role and closed to the others.
 # Run by the postgres image on its first start (/docker-entrypoint-initdb.d); safe to run again by hand.
-# Needs POSTGRES_USER and <SERVICE>_DB_PASSWORD for registry, accounts, incentives and funds.
+# Needs POSTGRES_USER and <SERVICE>_DB_PASSWORD for registry, accounts, incentives, funds and webhooks.
 set -eu
 
 create_service_database() {
@@ -24,3 +24,4 @@ create_service_database registry "${REGISTRY_DB_PASSWORD:?set REGISTRY_DB_PASSWO
 create_service_database accounts "${ACCOUNTS_DB_PASSWORD:?set ACCOUNTS_DB_PASSWORD}"
 create_service_database incentives "${INCENTIVES_DB_PASSWORD:?set INCENTIVES_DB_PASSWORD}"
 create_service_database funds "${FUNDS_DB_PASSWORD:?set FUNDS_DB_PASSWORD}"
+create_service_database webhooks "${WEBHOOKS_DB_PASSWORD:?set WEBHOOKS_DB_PASSWORD}"

@@ -1,4 +1,4 @@
-"""The gateway sends every path of the four services' OpenAPI documents to the service that serves it."""
+"""The gateway sends every path of the five services' OpenAPI documents to the service that serves it."""
 
 from __future__ import annotations
 
@@ -76,7 +76,7 @@ CONTRACT_ROUTES = {
     "/v1/fund-requests/f1/complete": "funds",
     "/v1/fund-claims/c1/decision": "funds",
 }
-NOT_ROUTED = ["/", "/v1", "/v1/unknown", "/v1/partnersX", "/v1/fundsy", "/metrics", "/healthz/x"]
+NOT_ROUTED = ["/", "/v1", "/v1/unknown", "/v1/partnersX", "/v1/fundsy", "/v1/webhooksy", "/metrics", "/healthz/x"]
 
 
 @pytest.fixture(scope="module")

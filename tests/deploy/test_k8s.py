@@ -176,7 +176,7 @@ def test_services_wait_for_migrations_and_topics(resources: list[dict[str, Any]]
 def test_consumers_scale_up_to_their_partitions(resources: list[dict[str, Any]]) -> None:
     deployments = by_kind(resources, "Deployment")
     autoscalers = by_kind(resources, "HorizontalPodAutoscaler")
-    for name in ("accounts", "incentives", "funds"):
+    for name in ("accounts", "incentives", "funds", "webhooks"):
         worker = autoscalers[f"{name}-worker"]
         target = {"apiVersion": "apps/v1", "kind": "Deployment", "name": f"{name}-worker"}
         assert worker["spec"]["scaleTargetRef"] == target

@@ -60,7 +60,7 @@ def test_the_command_reports_every_topic(infrastructure: Infrastructure, capsys:
 
 
 async def test_wait_ready_passes_on_a_migrated_database_with_its_topics(infrastructure: Infrastructure) -> None:
-    for service in ("registry", "funds"):
+    for service in ("registry", "funds", "webhooks"):
         assert await wait_ready(service, within_seconds=20) is None
 
 

@@ -20,13 +20,14 @@ from partnerhub.problems import PROBLEM_JSON, ProblemCORSMiddleware, install_pro
 from tests.registry.support import PARTNER, run_sql
 
 Tokens = Callable[..., dict[str, str]]
-SERVICES = ["registry", "accounts", "incentives", "funds"]
+SERVICES = ["registry", "accounts", "incentives", "funds", "webhooks"]
 # One write per service whose body is checked (the body need not be valid: the content type is refused first).
 WRITES = {
     "registry": "/v1/partners",
     "accounts": "/v1/accounts",
     "incentives": "/v1/programs",
     "funds": "/v1/funds",
+    "webhooks": "/v1/webhooks",
 }
 
 

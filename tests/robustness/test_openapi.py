@@ -10,7 +10,7 @@ import pytest
 from partnerhub.openapi import package_version
 from partnerhub.problems import PROBLEM_JSON
 
-SERVICES = ["registry", "accounts", "incentives", "funds"]
+SERVICES = ["registry", "accounts", "incentives", "funds", "webhooks"]
 
 
 @pytest.fixture(params=SERVICES)

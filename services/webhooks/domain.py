@@ -1,0 +1,278 @@
+"""Webhook rules, pure: scope, signatures (Standard Webhooks), the retry schedule, URL safety, claim fairness."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import ipaddress
+import math
+import random
+import secrets
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+from urllib.parse import SplitResult, urlsplit
+
+SECRET_PREFIX = "whsec_"
+SECRET_BYTES = 32
+ANY_TYPE = "*"
+
+
+class SubscriptionStatus(StrEnum):
+    ACTIVE = "active"
+    PAUSED = "paused"
+    DISABLED = "disabled"
+
+
+class DeliveryStatus(StrEnum):
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+
+
+# What PATCH may set: `disabled` is the service's own verdict, lifted by setting `active` again.
+SETTABLE_STATUSES = frozenset({SubscriptionStatus.ACTIVE, SubscriptionStatus.PAUSED})
+
+
+# --- scope -----------------------------------------------------------------------------------------------------
+
+
+def _partner(value: Any) -> uuid.UUID | None:
+    if value is None:
+        return None
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        return None
+
+
+def event_partners(event_type: str, data: Mapping[str, Any]) -> frozenset[uuid.UUID]:
+    """The partners an event is about, the only ones whose subscriptions may receive it: a partner's own events
+    (`partner.*` carry the partner itself, with its id in `id`), the events naming it in `data.partner_id`, and for
+    `account.*` the account's owner and, for a change of owner, the owner before it."""
+    if event_type.startswith("partner."):
+        found = {_partner(data.get("id"))}
+    elif event_type.startswith("account."):
+        found = {_partner(data.get("owner_partner_id"))}
+        if event_type == "account.ownership_changed":
+            found |= {_partner(data.get("from")), _partner(data.get("to"))}
+    else:
+        found = {_partner(data.get("partner_id"))}
+    return frozenset(p for p in found if p is not None)
+
+
+def type_matches(event_types: Iterable[str], event_type: str) -> bool:
+    return any(wanted in (ANY_TYPE, event_type) for wanted in event_types)
+
+
+def receives(subscription_partner: uuid.UUID | None, event_types: Iterable[str], status: str, event_type: str,
+             partners: frozenset[uuid.UUID]) -> bool:
+    """Whether a subscription is owed an event: active, of a type it asked for, and about its partner (a
+    subscription without a partner, an admin's, receives every partner's)."""
+    if status != SubscriptionStatus.ACTIVE or not type_matches(event_types, event_type):
+        return False
+    return subscription_partner is None or subscription_partner in partners
+
+
+# --- secrets and signatures ------------------------------------------------------------------------------------
+
+
+def new_secret() -> str:
+    return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(SECRET_BYTES)).decode()
+
+
+def secret_key(secret: str) -> bytes:
+    """The HMAC key: the bytes after `whsec_`, base64-decoded."""
+    return base64.b64decode(secret.removeprefix(SECRET_PREFIX))
+
+
+def sign(secret: str, message_id: str, timestamp: int, body: bytes) -> str:
+    """One Standard Webhooks signature: `v1,` + base64(HMAC-SHA256(key, "{id}.{timestamp}.{body}"))."""
+    digest = hmac.new(secret_key(secret), f"{message_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(digest).decode()
+
+
+def signing_secrets(current: str, previous: str | None, previous_until: datetime | None,
+                    now: datetime) -> list[str]:
+    """The secrets a delivery is signed with: the current one, and the one it replaced while its overlap lasts."""
+    found = [current]
+    if previous is not None and previous_until is not None and now < previous_until:
+        found.append(previous)
+    return found
+
+
+def signature_header(signing: Sequence[str], message_id: str, timestamp: int, body: bytes) -> str:
+    """`webhook-signature`: one signature per secret, space-separated (a receiver accepts any that verifies)."""
+    return " ".join(sign(secret, message_id, timestamp, body) for secret in signing)
+
+
+def webhook_headers(signing: Sequence[str], message_id: str, sent_at: datetime, body: bytes) -> dict[str, str]:
+    timestamp = math.floor(sent_at.timestamp())
+    return {
+        "content-type": "application/cloudevents+json",
+        "webhook-id": message_id,
+        "webhook-timestamp": str(timestamp),
+        "webhook-signature": signature_header(signing, message_id, timestamp, body),
+    }
+
+
+# --- retries ---------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff with jitter: attempt n (1-based) failing waits between half and all of
+    min(first * 2**(n-1), longest), for as long as the window lasts; one last try falls at the window's end."""
+
+    first: timedelta = timedelta(seconds=5)
+    longest: timedelta = timedelta(hours=4)
+    window: timedelta = timedelta(hours=24)
+
+    def ceiling(self, attempt: int) -> timedelta:
+        exponent = min(max(attempt - 1, 0), 40)
+        return min(self.first * (2 ** exponent), self.longest)
+
+    def delay(self, attempt: int, rng: random.Random) -> timedelta:
+        top = self.ceiling(attempt)
+        return top / 2 + top / 2 * rng.random()
+
+    def next_attempt(self, attempt: int, started: datetime, now: datetime, rng: random.Random) -> datetime | None:
+        """When to try again after the `attempt`-th failure of a delivery whose schedule started at `started`;
+        None once the window is spent (the delivery has failed)."""
+        end = started + self.window
+        if now >= end:
+            return None
+        return min(now + self.delay(attempt, rng), end)
+
+
+def should_disable(failing_since: datetime | None, now: datetime, window: timedelta) -> bool:
+    """A subscription every delivery of which has failed for the whole window is disabled."""
+    return failing_since is not None and now - failing_since >= window
+
+
+# --- URL safety ------------------------------------------------------------------------------------------------
+
+
+class UnsafeUrl(ValueError):
+    """A subscription URL breaking a delivery rule; the message names the rule."""
+
+
+@dataclass(frozen=True)
+class Target:
+    url: str
+    scheme: str
+    host: str  # lower-case, without brackets
+    port: int
+    allowed: bool  # listed in PARTNERHUB_WEBHOOK_ALLOWED_HOSTS: no address rule applies
+
+    def literal(self) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+        try:
+            return ipaddress.ip_address(self.host)
+        except ValueError:
+            return None
+
+
+def allowed_host_set(allowed_hosts: str) -> frozenset[str]:
+    return frozenset(h.strip().lower().strip("[]") for h in allowed_hosts.split(",") if h.strip())
+
+
+def parse_target(url: str, allowed: frozenset[str]) -> Target:
+    """The URL's syntax rules: https only (http only for an allowed host), a host, no credentials."""
+    try:
+        parts: SplitResult = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise UnsafeUrl(f"the URL is not well-formed: {exc}") from exc
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").lower()
+    if not host:
+        raise UnsafeUrl("the URL must name a host (https://host/path)")
+    if parts.username is not None or parts.password is not None:
+        raise UnsafeUrl("the URL must not carry credentials (user:password@); authenticate by the signature")
+    if parts.fragment:
+        raise UnsafeUrl("the URL must not carry a fragment (#…)")
+    listed = host in allowed
+    if scheme != "https" and not (scheme == "http" and listed):
+        raise UnsafeUrl("only https:// URLs are accepted (http:// only for a host in "
+                        "PARTNERHUB_WEBHOOK_ALLOWED_HOSTS)")
+    return Target(url, scheme, host, port or (443 if scheme == "https" else 80), listed)
+
+
+METADATA_ADDRESSES = frozenset(ipaddress.ip_address(a) for a in (
+    "169.254.169.254", "169.254.170.2", "100.100.100.200", "fd00:ec2::254", "168.63.129.16",
+))
+
+
+def address_refusal(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
+    """What kind of address may not be delivered to, or None for a public one."""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    if address in METADATA_ADDRESSES:
+        return "a cloud metadata address"
+    if address.is_loopback:
+        return "a loopback address"
+    if address.is_link_local:
+        return "a link-local address"
+    if address.is_multicast or address.is_unspecified or address.is_reserved:
+        return "not a public address"
+    if address.is_private:
+        return "a private address"
+    if not address.is_global:
+        return "not a public address"
+    return None
+
+
+def check_addresses(target: Target, addresses: Iterable[str]) -> None:
+    """Every address the host resolves to must be public (unless the host is allowed): one private answer is
+    enough for a rebinding trick, so none may be."""
+    if target.allowed:
+        return
+    resolved = [ipaddress.ip_address(a.split("%", 1)[0]) for a in addresses]
+    if not resolved:
+        raise UnsafeUrl(f"the host {target.host} does not resolve to any address")
+    for address in resolved:
+        reason = address_refusal(address)
+        if reason is not None:
+            raise UnsafeUrl(f"the URL's host {target.host} resolves to {address}, {reason}; webhooks are delivered "
+                            "only to public addresses (or hosts in PARTNERHUB_WEBHOOK_ALLOWED_HOSTS)")
+
+
+# --- claiming --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Due:
+    delivery_id: uuid.UUID
+    subscription_id: uuid.UUID
+    next_attempt_at: datetime
+
+
+def choose_claims(due: Sequence[Due], in_flight: Mapping[uuid.UUID, int], per_subscription: int,
+                  free_slots: int) -> list[Due]:
+    """Which due deliveries to start now: oldest first, but never more than `per_subscription` in flight for one
+    subscription (counting those already in flight anywhere), nor more than the free slots, so one slow receiver
+    holds at most its share and every other subscription keeps being served."""
+    taken: dict[uuid.UUID, int] = dict(in_flight)
+    chosen: list[Due] = []
+    for candidate in sorted(due, key=lambda d: (d.next_attempt_at, str(d.delivery_id))):
+        if len(chosen) >= free_slots:
+            break
+        held = taken.get(candidate.subscription_id, 0)
+        if held >= per_subscription:
+            continue
+        taken[candidate.subscription_id] = held + 1
+        chosen.append(candidate)
+    return chosen
+
+
+def answer_error(status: int) -> str | None:
+    """What an answer means for the attempt: None when it delivered the event (2xx), else the reason."""
+    if 200 <= status < 300:
+        return None
+    if 300 <= status < 400:
+        return f"the receiver answered {status} (a redirect; redirects are not followed)"
+    return f"the receiver answered {status}"

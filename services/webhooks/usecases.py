@@ -1,0 +1,399 @@
+"""Webhooks use cases: each runs inside the caller's transaction, except the delivery worker's HTTP calls, which
+run between two transactions (the claim and the outcome) so no database lock is held while a receiver answers."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import socket
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import httpx
+
+from partnerhub.auth import Principal, Role
+from partnerhub.config import Settings
+from partnerhub.db import Database, Transaction
+from partnerhub.events import CloudEvent, dumps
+from partnerhub.http import check_if_match
+from partnerhub.problems import Problem, not_found, unprocessable
+from partnerhub.timeutil import utcnow
+from services.webhooks import domain
+from services.webhooks.domain import DeliveryStatus, RetryPolicy, SubscriptionStatus, Target, UnsafeUrl
+from services.webhooks.repository import Row, WebhookRepository
+from services.webhooks.schemas import SubscriptionIn, SubscriptionPatch
+
+log = logging.getLogger(__name__)
+PRUNE_BATCH = 10_000
+USER_AGENT = "PartnerHub-Webhooks/1"
+
+
+# --- URL safety ------------------------------------------------------------------------------------------------
+
+
+async def resolve(host: str, port: int) -> list[str]:
+    """The host's addresses, from the event loop's resolver."""
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return sorted({str(info[4][0]) for info in infos})
+
+
+async def safe_target(url: str, settings: Settings) -> tuple[Target, list[str]]:
+    """The URL checked against every delivery rule, with the addresses it resolved to (empty for an allowed
+    host); raises UnsafeUrl naming the rule it breaks."""
+    target = domain.parse_target(url, domain.allowed_host_set(settings.webhook_allowed_hosts))
+    if target.allowed:
+        return target, []
+    literal = target.literal()
+    if literal is not None:
+        addresses = [str(literal)]
+    else:
+        try:
+            addresses = await asyncio.wait_for(resolve(target.host, target.port), settings.webhook_timeout_seconds)
+        except (OSError, TimeoutError, ValueError) as exc:
+            # ValueError: a name the resolver cannot even encode (a label over 63 characters, say).
+            raise UnsafeUrl(f"the URL's host {target.host} does not resolve: {exc or type(exc).__name__}") from exc
+    domain.check_addresses(target, addresses)
+    return target, addresses
+
+
+async def check_url(url: str, settings: Settings) -> None:
+    try:
+        await safe_target(url, settings)
+    except UnsafeUrl as exc:
+        raise unprocessable(str(exc), ["body", "url"]) from exc
+
+
+# --- subscriptions ---------------------------------------------------------------------------------------------
+
+
+def _owner_for_new(principal: Principal, requested: uuid.UUID | None) -> uuid.UUID | None:
+    if principal.role is Role.PARTNER:
+        if requested is not None and requested != principal.partner_id:
+            raise Problem(403, detail="a partner token subscribes only to its own partner's events")
+        return principal.partner_id
+    return requested
+
+
+async def create_subscription(tx: Transaction, principal: Principal, command: SubscriptionIn) -> tuple[Row, str]:
+    """A new active subscription and its secret (returned once, never again)."""
+    now = utcnow()
+    secret = domain.new_secret()
+    row = await WebhookRepository(tx.session).add_subscription({
+        "id": uuid.uuid4(), "url": command.url, "event_types": sorted(set(command.event_types)),
+        "partner_id": _owner_for_new(principal, command.partner_id), "status": SubscriptionStatus.ACTIVE.value,
+        "secret": secret, "created_by": principal.sub, "created_at": now, "updated_at": now,
+    })
+    return row, secret
+
+
+async def get_subscription(tx: Transaction, principal: Principal, subscription_id: uuid.UUID,
+                           *, lock: bool = False) -> Row:
+    """A subscription of another partner is, to a partner token, one that does not exist (so is an admin's
+    subscription to every partner)."""
+    row = await WebhookRepository(tx.session).get_subscription(subscription_id, lock=lock)
+    if row is None or (principal.role is Role.PARTNER and row.partner_id != principal.partner_id):
+        raise not_found(f"webhook subscription {subscription_id}")
+    return row
+
+
+async def list_subscriptions(tx: Transaction, principal: Principal, *, partner_id: uuid.UUID | None,
+                             status: SubscriptionStatus | None, after: list[Any] | None, limit: int) -> list[Row]:
+    if principal.role is Role.PARTNER:
+        if partner_id is not None and partner_id != principal.partner_id:
+            raise Problem(403, detail="a partner token reaches only its own partner's data")
+        partner_id = principal.partner_id
+    return await WebhookRepository(tx.session).list_subscriptions(
+        partner_id=partner_id, status=status.value if status else None, after=_since(after), limit=limit)
+
+
+async def update_subscription(tx: Transaction, principal: Principal, subscription_id: uuid.UUID,
+                              command: SubscriptionPatch, if_match: str | None) -> Row:
+    row = await get_subscription(tx, principal, subscription_id, lock=True)
+    check_if_match(if_match, row.version)
+    values: dict[str, Any] = {"updated_at": utcnow()}
+    if command.url is not None:
+        values["url"] = command.url
+    if command.event_types is not None:
+        values["event_types"] = sorted(set(command.event_types))
+    if command.status is not None:
+        if command.status not in domain.SETTABLE_STATUSES:
+            raise unprocessable("status may be set to active or paused; disabled is the service's own verdict",
+                                ["body", "status"])
+        values["status"] = command.status.value
+        if command.status is SubscriptionStatus.ACTIVE:
+            # Active again: the failure window starts afresh.
+            values["failing_since"] = None
+            values["disabled_at"] = None
+    return await WebhookRepository(tx.session).update_subscription(subscription_id, values)
+
+
+async def delete_subscription(tx: Transaction, principal: Principal, subscription_id: uuid.UUID,
+                              if_match: str | None) -> None:
+    row = await get_subscription(tx, principal, subscription_id, lock=True)
+    check_if_match(if_match, row.version)
+    await WebhookRepository(tx.session).delete_subscription(subscription_id)
+
+
+async def rotate_secret(tx: Transaction, principal: Principal, subscription_id: uuid.UUID,
+                        settings: Settings) -> tuple[Row, str, datetime | None]:
+    """A new secret; the one it replaces keeps signing alongside for the overlap (24 h by default)."""
+    row = await get_subscription(tx, principal, subscription_id, lock=True)
+    now = utcnow()
+    secret = domain.new_secret()
+    overlap = timedelta(seconds=settings.webhook_secret_overlap_seconds)
+    until = now + overlap if overlap else None
+    updated = await WebhookRepository(tx.session).update_subscription(subscription_id, {
+        "secret": secret, "previous_secret": row.secret if until else None, "previous_secret_until": until,
+        "updated_at": now,
+    })
+    return updated, secret, until
+
+
+def _since(after: list[Any] | None) -> tuple[datetime, uuid.UUID] | None:
+    if not after:
+        return None
+    try:
+        return datetime.fromisoformat(str(after[0])), uuid.UUID(str(after[1]))
+    except (ValueError, IndexError) as exc:
+        raise Problem(422, detail="the cursor is not one this service issued") from exc
+
+
+# --- the delivery log, retry and replay ------------------------------------------------------------------------
+
+
+async def list_deliveries(tx: Transaction, principal: Principal, subscription_id: uuid.UUID, *,
+                          status: DeliveryStatus | None, after: list[Any] | None,
+                          limit: int) -> tuple[list[Row], dict[uuid.UUID, list[Row]]]:
+    await get_subscription(tx, principal, subscription_id)
+    repo = WebhookRepository(tx.session)
+    rows = await repo.list_deliveries(subscription_id, status=status.value if status else None,
+                                      after=_since(after), limit=limit)
+    return rows, await repo.attempts_of([r.id for r in rows])
+
+
+async def retry_delivery(tx: Transaction, principal: Principal, subscription_id: uuid.UUID,
+                         delivery_id: uuid.UUID) -> None:
+    """Due now, whatever its status, with a fresh retry schedule."""
+    await get_subscription(tx, principal, subscription_id)
+    repo = WebhookRepository(tx.session)
+    if await repo.get_delivery(subscription_id, delivery_id, lock=True) is None:
+        raise not_found(f"delivery {delivery_id} of webhook subscription {subscription_id}")
+    now = utcnow()
+    await repo.update_delivery(delivery_id, {
+        "status": DeliveryStatus.PENDING.value, "attempts": 0, "schedule_started_at": now, "next_attempt_at": now,
+        "lease_until": None, "updated_at": now,
+    })
+
+
+async def replay(tx: Transaction, principal: Principal, subscription_id: uuid.UUID, since: datetime) -> int:
+    row = await get_subscription(tx, principal, subscription_id)
+    return await WebhookRepository(tx.session).enqueue_replay(row, since, utcnow())
+
+
+# --- taking events in ------------------------------------------------------------------------------------------
+
+
+def event_row(event: CloudEvent, now: datetime) -> dict[str, Any]:
+    return {
+        "event_id": event.id, "type": event.type, "partners": sorted(domain.event_partners(event.type, event.data)),
+        "payload": dumps(event.model_dump(mode="json", exclude_none=True)).decode(),
+        "occurred_at": event.time or now, "received_at": now,
+    }
+
+
+async def take_in(tx: Transaction, batch: Sequence[CloudEvent]) -> int:
+    """Keeps the events and queues one delivery per subscription owed each (an event kept before, a redelivery,
+    queues nothing); returns the deliveries queued."""
+    now = utcnow()
+    repo = WebhookRepository(tx.session)
+    rows = {e.id: event_row(e, now) for e in batch}
+    fresh = await repo.store_events(list(rows.values()))
+    if not fresh:
+        return 0
+    kept = [rows[i] for i in rows if i in fresh]
+    candidates = await repo.receiving(sorted({r["type"] for r in kept}),
+                                      sorted({p for r in kept for p in r["partners"]}))
+    queued = [
+        {"id": uuid.uuid4(), "subscription_id": s.id, "event_id": r["event_id"], "event_type": r["type"],
+         "status": DeliveryStatus.PENDING.value, "schedule_started_at": now, "next_attempt_at": now,
+         "created_at": now, "updated_at": now}
+        for r in kept for s in candidates
+        if domain.receives(s.partner_id, s.event_types, s.status, r["type"], frozenset(r["partners"]))
+    ]
+    await repo.enqueue(queued)
+    return len(queued)
+
+
+async def prune(tx: Transaction, retention_days: float) -> int:
+    return await WebhookRepository(tx.session).prune(utcnow() - timedelta(days=retention_days), PRUNE_BATCH)
+
+
+# --- delivering ------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Outcome:
+    attempted_at: datetime
+    status: int | None
+    error: str | None
+    latency_ms: int
+
+
+def policy(settings: Settings) -> RetryPolicy:
+    return RetryPolicy(first=timedelta(seconds=settings.webhook_retry_first_seconds),
+                       longest=timedelta(seconds=settings.webhook_retry_longest_seconds),
+                       window=timedelta(seconds=settings.webhook_retry_window_seconds))
+
+
+async def claim(tx: Transaction, settings: Settings, free_slots: int) -> list[Row]:
+    """Leases up to `free_slots` due deliveries, oldest first, at most `webhook_per_subscription` in flight per
+    subscription across every replica."""
+    repo = WebhookRepository(tx.session)
+    now = utcnow()
+    await repo.lock_claims()
+    due = await repo.due(now, settings.webhook_per_subscription)
+    if not due:
+        return []
+    chosen = domain.choose_claims(due, await repo.in_flight(now), settings.webhook_per_subscription, free_slots)
+    return await repo.lease([d.delivery_id for d in chosen], now + timedelta(seconds=settings.webhook_lease_seconds))
+
+
+async def send(client: httpx.AsyncClient, settings: Settings, job: Row) -> Outcome:
+    """One attempt: the URL checked again, the CloudEvent POSTed with its Standard Webhooks headers. A public host
+    is reached at the address just checked (no second lookup a rebinding could answer differently)."""
+    started = utcnow()
+    clock = time.perf_counter()
+    body = job.payload.encode()
+    status: int | None = None
+    error: str | None = None
+    try:
+        async with asyncio.timeout(settings.webhook_timeout_seconds):
+            target, addresses = await safe_target(job.url, settings)
+            signing = domain.signing_secrets(job.secret, job.previous_secret, job.previous_secret_until, started)
+            headers = domain.webhook_headers(signing, job.event_id, started, body)
+            headers["user-agent"] = USER_AGENT
+            url, extensions = _pinned(target, addresses, headers)
+            async with client.stream("POST", url, content=body, headers=headers, extensions=extensions) as answer:
+                status = answer.status_code
+        error = domain.answer_error(status)
+    except UnsafeUrl as exc:
+        error = str(exc)
+    except TimeoutError:
+        error = f"no answer within {settings.webhook_timeout_seconds:g} s"
+    except httpx.HTTPError as exc:
+        error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return Outcome(started, status, error, round((time.perf_counter() - clock) * 1000))
+
+
+def _pinned(target: Target, addresses: list[str], headers: dict[str, str]) -> tuple[str, dict[str, Any]]:
+    if not addresses or target.literal() is not None:
+        return target.url, {}
+    parsed = httpx.URL(target.url)
+    address = addresses[0]
+    host = f"[{address}]" if ":" in address else address
+    headers["host"] = parsed.netloc.decode("ascii").rsplit("@", 1)[-1]
+    return str(parsed.copy_with(host=host.strip("[]"))), {"sni_hostname": target.host}
+
+
+async def record(tx: Transaction, settings: Settings, job: Row, outcome: Outcome, rng: random.Random) -> None:
+    """The attempt, and what it means: delivered; due again after a backoff; failed once the window is spent.
+    A subscription whose every delivery failed for the disable window is disabled."""
+    repo = WebhookRepository(tx.session)
+    delivery = await repo.lock_delivery(job.id)
+    if delivery is None:
+        return  # its subscription was deleted meanwhile
+    now = utcnow()
+    await repo.add_attempt({"delivery_id": job.id, "attempted_at": outcome.attempted_at,
+                            "response_status": outcome.status, "error": outcome.error,
+                            "latency_ms": outcome.latency_ms})
+    attempts = delivery.attempts + 1
+    if outcome.error is None:
+        await repo.update_delivery(job.id, {"status": DeliveryStatus.DELIVERED.value, "attempts": attempts,
+                                            "delivered_at": now, "next_attempt_at": None, "lease_until": None,
+                                            "updated_at": now})
+        await repo.subscription_delivered(job.subscription_id)
+        return
+    following = policy(settings).next_attempt(attempts, delivery.schedule_started_at, now, rng)
+    await repo.update_delivery(job.id, {
+        "status": (DeliveryStatus.PENDING if following else DeliveryStatus.FAILED).value, "attempts": attempts,
+        "next_attempt_at": following, "lease_until": None, "updated_at": now})
+    # Failing since the delivery was first owed: a delivery failing for its whole retry window means the
+    # subscription has failed for at least as long.
+    state = await repo.subscription_failed(job.subscription_id, delivery.schedule_started_at)
+    if state is not None and domain.should_disable(
+            state.failing_since, now, timedelta(seconds=settings.webhook_disable_after_seconds)):
+        await repo.disable(job.subscription_id, now)
+        log.warning("webhook subscription disabled: every delivery failed for the window",
+                    extra={"fields": {"subscription_id": str(job.subscription_id)}})
+
+
+class DeliveryWorker:
+    """Keeps up to `webhook_concurrency` POSTs in flight, claimed from the queue in the database, each in a task of
+    its own: a slow receiver holds only its own subscription's few slots (`webhook_per_subscription`)."""
+
+    def __init__(self, db: Database, settings: Settings) -> None:
+        self.db = db
+        self.settings = settings
+        self.rng = random.Random()
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.slot_freed = asyncio.Event()
+
+    def client(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(
+            follow_redirects=False, timeout=httpx.Timeout(self.settings.webhook_timeout_seconds),
+            limits=httpx.Limits(max_connections=self.settings.webhook_concurrency,
+                                max_keepalive_connections=self.settings.webhook_concurrency),
+        )
+
+    async def run(self) -> None:
+        async with self.client() as client:
+            try:
+                while True:
+                    self.slot_freed.clear()
+                    free = self.settings.webhook_concurrency - len(self.tasks)
+                    claimed: list[Row] = []
+                    if free > 0:
+                        try:
+                            async with self.db.transaction() as tx:
+                                claimed = await claim(tx, self.settings, free)
+                        except asyncio.CancelledError:
+                            raise
+                        except Exception:
+                            log.exception("claiming deliveries failed; trying again")
+                    for job in claimed:
+                        task = asyncio.create_task(self._deliver(client, job), name=f"webhook-{job.id}")
+                        self.tasks.add(task)
+                        task.add_done_callback(self._done)
+                    if claimed and len(claimed) == free:
+                        continue
+                    try:
+                        await asyncio.wait_for(self.slot_freed.wait(), self.settings.webhook_poll_seconds)
+                    except TimeoutError:
+                        pass
+            finally:
+                for task in self.tasks:
+                    task.cancel()
+                await asyncio.gather(*self.tasks, return_exceptions=True)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self.tasks.discard(task)
+        self.slot_freed.set()
+
+    async def _deliver(self, client: httpx.AsyncClient, job: Row) -> None:
+        outcome = await send(client, self.settings, job)
+        for attempt in range(5):
+            try:
+                async with self.db.transaction() as tx:
+                    await record(tx, self.settings, job, outcome, self.rng)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # The lease runs out and the delivery is sent again: at least once.
+                log.exception("recording a delivery attempt failed", extra={"fields": {"delivery_id": str(job.id)}})
+                await asyncio.sleep(0.2 * 2 ** attempt)
