@@ -149,6 +149,39 @@ class RetryPolicy:
         return min(now + self.delay(attempt, rng), end)
 
 
+@dataclass(frozen=True)
+class Attempted:
+    """One attempt's outcome, as the failure bookkeeping needs it."""
+
+    subscription_id: uuid.UUID
+    attempted_at: datetime
+    delivered: bool
+    owed_since: datetime  # when the delivery's current schedule started
+
+
+@dataclass(frozen=True)
+class Failing:
+    """What a batch of outcomes does to a subscription's `failing_since`: `reset` (a delivery succeeded: start from
+    `since`, None when nothing failed after it), or keep the one it has, else take `since`."""
+
+    reset: bool
+    since: datetime | None
+
+
+def failing_after(outcomes: Iterable[Attempted]) -> dict[uuid.UUID, Failing]:
+    """Per subscription: the deliveries that failed after its last delivered one decide since when it fails."""
+    by_subscription: dict[uuid.UUID, list[Attempted]] = {}
+    for outcome in outcomes:
+        by_subscription.setdefault(outcome.subscription_id, []).append(outcome)
+    found: dict[uuid.UUID, Failing] = {}
+    for subscription, attempted in by_subscription.items():
+        attempted.sort(key=lambda a: a.attempted_at)
+        last = max((i for i, a in enumerate(attempted) if a.delivered), default=None)
+        later = [a.owed_since for a in attempted[(last + 1 if last is not None else 0):]]
+        found[subscription] = Failing(last is not None, min(later) if later else None)
+    return found
+
+
 def should_disable(failing_since: datetime | None, now: datetime, window: timedelta) -> bool:
     """A subscription every delivery of which has failed for the whole window is disabled."""
     return failing_since is not None and now - failing_since >= window

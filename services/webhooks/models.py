@@ -75,6 +75,9 @@ deliveries = sa.Table(
     sa.Index("deliveries_log", "subscription_id", "created_at", "id"),
     sa.Index("deliveries_event", "event_id"),
     sa.Index("deliveries_created", "created_at"),
+    # The few in flight, counted at every claim.
+    sa.Index("deliveries_leased", "subscription_id", "lease_until",
+             postgresql_where=sa.text("status = 'pending' AND lease_until IS NOT NULL")),
 )
 
 delivery_attempts = sa.Table(

@@ -18,6 +18,9 @@ Row = sa.Row[Any]
 # One advisory lock serialises claiming across replicas, so the per-subscription limit counts every replica's
 # deliveries in flight; a claim is a few short statements.
 CLAIM_LOCK = "webhooks.claim"
+# Notified at the commit of anything that makes deliveries due now: idle workers wake at once instead of at their
+# next poll.
+DUE_CHANNEL = "webhooks_due"
 # Events per INSERT (six parameters each: well under PostgreSQL's 32,767 per statement).
 STORE_CHUNK = 1000
 
@@ -84,6 +87,10 @@ class WebhookRepository:
     async def enqueue(self, rows: Sequence[dict[str, Any]]) -> None:
         if rows:
             await self.session.execute(deliveries.insert(), list(rows))
+            await self.notify_due()
+
+    async def notify_due(self) -> None:
+        await self.session.execute(sa.text("SELECT pg_notify(:channel, '')"), {"channel": DUE_CHANNEL})
 
     async def enqueue_replay(self, subscription: Row, since: datetime, now: datetime) -> int:
         """A new delivery, due now, of every kept event since `since` the subscription would receive: the rule
@@ -102,6 +109,7 @@ class WebhookRepository:
             ["id", "subscription_id", "event_id", "event_type", "status", "schedule_started_at", "next_attempt_at",
              "created_at", "updated_at"], chosen)
         result = await self.session.execute(query)
+        await self.notify_due()
         return int(getattr(result, "rowcount", 0) or 0)
 
     # --- claiming ----------------------------------------------------------------------------------------------
@@ -144,28 +152,44 @@ class WebhookRepository:
 
     # --- outcomes ----------------------------------------------------------------------------------------------
 
-    async def lock_delivery(self, delivery_id: uuid.UUID) -> Row | None:
-        query = sa.select(deliveries).where(deliveries.c.id == delivery_id).with_for_update()
-        return (await self.session.execute(query)).one_or_none()
+    async def lock_deliveries(self, delivery_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Row]:
+        """The deliveries still there (a deleted subscription takes its own along), locked, in id order."""
+        query = (sa.select(deliveries.c.id, deliveries.c.attempts, deliveries.c.schedule_started_at)
+                 .where(deliveries.c.id.in_(list(delivery_ids))).order_by(deliveries.c.id).with_for_update())
+        return {r.id: cast(Row, r) for r in await self.session.execute(query)}
 
-    async def add_attempt(self, values: dict[str, Any]) -> None:
-        await self.session.execute(delivery_attempts.insert().values(**values))
+    async def add_attempts(self, rows: Sequence[dict[str, Any]]) -> None:
+        if rows:
+            await self.session.execute(delivery_attempts.insert(), list(rows))
+
+    async def settle_deliveries(self, rows: Sequence[dict[str, Any]], now: datetime) -> None:
+        """Each delivery's new status, attempt count, next attempt and delivery time, its lease released."""
+        if not rows:
+            return
+        await self.session.execute(sa.text(
+            "UPDATE deliveries d SET status = u.status, attempts = u.attempts, next_attempt_at = u.next_attempt_at, "
+            "delivered_at = coalesce(u.delivered_at, d.delivered_at), lease_until = NULL, updated_at = :now "
+            "FROM unnest(CAST(:ids AS uuid[]), CAST(:statuses AS text[]), CAST(:attempts AS int[]), "
+            "CAST(:next AS timestamptz[]), CAST(:delivered AS timestamptz[])) "
+            "AS u(id, status, attempts, next_attempt_at, delivered_at) WHERE d.id = u.id"),
+            {"ids": [r["id"] for r in rows], "statuses": [r["status"] for r in rows],
+             "attempts": [r["attempts"] for r in rows], "next": [r["next_attempt_at"] for r in rows],
+             "delivered": [r["delivered_at"] for r in rows], "now": now})
+
+    async def mark_failing(self, changes: Sequence[tuple[uuid.UUID, bool, datetime | None]]) -> list[Row]:
+        """Applies (subscription, reset, since) to `failing_since`; returns each one's status and failing_since."""
+        if not changes:
+            return []
+        rows = await self.session.execute(sa.text(
+            "UPDATE subscriptions s SET failing_since = CASE WHEN u.reset THEN u.since "
+            "ELSE coalesce(s.failing_since, u.since) END "
+            "FROM unnest(CAST(:ids AS uuid[]), CAST(:resets AS boolean[]), CAST(:sinces AS timestamptz[])) "
+            "AS u(id, reset, since) WHERE s.id = u.id RETURNING s.id, s.status, s.failing_since"),
+            {"ids": [c[0] for c in changes], "resets": [c[1] for c in changes], "sinces": [c[2] for c in changes]})
+        return list(rows)
 
     async def update_delivery(self, delivery_id: uuid.UUID, values: dict[str, Any]) -> None:
         await self.session.execute(deliveries.update().where(deliveries.c.id == delivery_id).values(**values))
-
-    async def subscription_delivered(self, subscription_id: uuid.UUID) -> None:
-        await self.session.execute(subscriptions.update().where(subscriptions.c.id == subscription_id,
-                                                                subscriptions.c.failing_since.is_not(None))
-                                   .values(failing_since=None))
-
-    async def subscription_failed(self, subscription_id: uuid.UUID, at: datetime) -> Row | None:
-        """Marks the subscription failing since `at` unless it already was; returns its status and since when."""
-        s = subscriptions.c
-        query = (subscriptions.update().where(s.id == subscription_id)
-                 .values(failing_since=sa.func.coalesce(s.failing_since, at))
-                 .returning(s.status, s.failing_since))
-        return (await self.session.execute(query)).one_or_none()
 
     async def disable(self, subscription_id: uuid.UUID, at: datetime) -> None:
         await self.session.execute(subscriptions.update().where(

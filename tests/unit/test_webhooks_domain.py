@@ -185,3 +185,17 @@ def test_only_a_2xx_answer_delivers() -> None:
     assert "redirect" in (domain.answer_error(301) or "")
     assert domain.answer_error(500) == "the receiver answered 500"
     assert domain.answer_error(404) == "the receiver answered 404"
+
+
+def test_a_subscription_fails_since_the_oldest_delivery_failing_after_its_last_delivered_one() -> None:
+    sub, other = uuid.uuid4(), uuid.uuid4()
+    t = datetime(2026, 12, 7, tzinfo=UTC)
+
+    def at(seconds: int, delivered: bool, owed: int, who: uuid.UUID = sub) -> domain.Attempted:
+        return domain.Attempted(who, t + timedelta(seconds=seconds), delivered, t + timedelta(seconds=owed))
+
+    found = domain.failing_after([at(5, False, 3), at(1, False, 0), at(4, True, 2), at(6, False, 1, other)])
+    # sub: delivered at 4 s, then one failure owed since 3 s; other: failing, keeps any earlier start it has.
+    assert found == {sub: domain.Failing(True, t + timedelta(seconds=3)),
+                     other: domain.Failing(False, t + timedelta(seconds=1))}
+    assert domain.failing_after([at(1, False, 0), at(2, True, 0)]) == {sub: domain.Failing(True, None)}

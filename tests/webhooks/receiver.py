@@ -130,8 +130,9 @@ class Receiver:
                     return  # the sender gave up and closed the connection
                 writer.write(f"HTTP/1.1 {status} Answer\r\ncontent-length: 0\r\n\r\n".encode())
                 await writer.drain()
-        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError, ValueError):
-            pass
+        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError, ValueError,
+                asyncio.CancelledError):
+            pass  # the sender went away, sent nonsense, or the receiver is stopping
         finally:
             self.connections.discard(writer)
             writer.close()
