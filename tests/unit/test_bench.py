@@ -7,7 +7,8 @@ import importlib
 import pytest
 
 BENCHES = {"ingest": ("--sales", 100_000), "recalc": ("--sales", 100_000), "latency": ("--rounds", 50),
-           "relay": ("--events", 100_000), "funds_follow": ("--events", 100_000)}
+           "relay": ("--events", 100_000), "funds_follow": ("--events", 100_000),
+           "webhooks": ("--deliveries", 5000)}
 
 
 @pytest.mark.parametrize("name", sorted(BENCHES))
