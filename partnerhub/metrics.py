@@ -1,4 +1,4 @@
-"""Prometheus metrics shared by the four services."""
+"""Prometheus metrics shared by the services."""
 
 from __future__ import annotations
 
@@ -28,3 +28,14 @@ SALES_SET_ASIDE = Counter(
     "partnerhub_sales_set_aside_total", "Sales that could not be priced and were set aside with their reason",
     ["service"],
 )
+WEBHOOK_ATTEMPTS = Counter(
+    "partnerhub_webhook_attempts_total",
+    "Webhook delivery attempts, by what came of them: delivered, retrying (due again later), failed (given up)",
+    ["outcome"],
+)
+WEBHOOK_ATTEMPT_SECONDS = Histogram(
+    "partnerhub_webhook_attempt_duration_seconds", "Webhook delivery attempt duration, to the receiver's answer",
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15),
+)
+WEBHOOK_IN_FLIGHT = Gauge("partnerhub_webhook_in_flight", "Webhook deliveries claimed by this process and not yet "
+                          "recorded")

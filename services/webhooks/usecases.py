@@ -23,6 +23,7 @@ from partnerhub.config import Settings
 from partnerhub.db import Database, Transaction, asyncpg_dsn
 from partnerhub.events import CloudEvent
 from partnerhub.http import check_if_match
+from partnerhub.metrics import WEBHOOK_ATTEMPT_SECONDS, WEBHOOK_ATTEMPTS, WEBHOOK_IN_FLIGHT
 from partnerhub.problems import Problem, not_found, unprocessable
 from partnerhub.timeutil import utcnow
 from services.webhooks import domain
@@ -35,6 +36,8 @@ PRUNE_BATCH = 10_000
 USER_AGENT = "PartnerHub-Webhooks/1"
 # POSTs in flight per HTTP client (see DeliveryWorker.run).
 LANE_SIZE = 8
+OUTCOME_NAMES = {DeliveryStatus.DELIVERED.value: "delivered", DeliveryStatus.PENDING.value: "retrying",
+                 DeliveryStatus.FAILED.value: "failed"}
 # Outcomes written per transaction at most.
 RECORD_BATCH = 200
 
@@ -295,7 +298,9 @@ async def send(client: httpx.AsyncClient, settings: Settings, job: Row) -> Outco
         error = f"no answer within {settings.webhook_timeout_seconds:g} s"
     except httpx.HTTPError as exc:
         error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-    return Outcome(started, status, error, round((time.perf_counter() - clock) * 1000))
+    elapsed = time.perf_counter() - clock
+    WEBHOOK_ATTEMPT_SECONDS.observe(elapsed)
+    return Outcome(started, status, error, round(elapsed * 1000))
 
 
 def _pinned(target: Target, addresses: list[str], headers: dict[str, str]) -> tuple[str, dict[str, Any]]:
@@ -341,6 +346,8 @@ async def record(tx: Transaction, settings: Settings, outcomes: Sequence[tuple[R
                                           delivery.schedule_started_at))
     await repo.add_attempts(attempts)
     await repo.settle_deliveries(list(settled.values()), now)
+    for row in settled.values():
+        WEBHOOK_ATTEMPTS.labels(OUTCOME_NAMES[row["status"]]).inc()
     failing = domain.failing_after(attempted)
     states = await repo.mark_failing([(s, f.reset, f.since) for s, f in sorted(failing.items())])
     window = timedelta(seconds=settings.webhook_disable_after_seconds)
@@ -390,6 +397,7 @@ class DeliveryWorker:
                     except Exception:
                         log.exception("claiming deliveries failed; trying again")
                 self.holding += len(claimed)
+                WEBHOOK_IN_FLIGHT.set(self.holding)
                 for job in claimed:
                     lane = lanes[job.subscription_id.int % len(lanes)]
                     task = asyncio.create_task(self._deliver(lane, job), name=f"webhook-{job.id}")
@@ -456,6 +464,7 @@ class DeliveryWorker:
                 for job, outcome in batch:
                     await self._record_one(job, outcome)
             self.holding -= len(batch)
+            WEBHOOK_IN_FLIGHT.set(self.holding)
             self.slot_freed.set()
 
     async def _record_one(self, job: Row, outcome: Outcome) -> None:

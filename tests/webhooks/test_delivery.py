@@ -52,6 +52,9 @@ async def test_an_event_is_posted_as_its_cloudevent_signed_per_standard_webhooks
     assert (log["event_id"], log["event_type"], log["status"]) == (event_id, "accrual.recorded", "delivered")
     assert [a["response_status"] for a in log["attempts"]] == [200] and log["next_attempt_at"] is None
     assert log["attempts"][0]["error"] is None and log["attempts"][0]["latency_ms"] >= 0
+    metrics = (await webhooks.get("/metrics")).text
+    assert 'partnerhub_webhook_attempts_total{outcome="delivered"}' in metrics
+    assert "partnerhub_webhook_attempt_duration_seconds_count" in metrics
 
 
 async def test_the_secret_is_shown_only_on_creation(webhooks: httpx.AsyncClient, receiver: Receiver,
