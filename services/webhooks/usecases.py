@@ -288,7 +288,7 @@ async def send(client: httpx.AsyncClient, settings: Settings, job: Row) -> Outco
             signing = domain.signing_secrets(job.secret, job.previous_secret, job.previous_secret_until, started)
             headers = domain.webhook_headers(signing, job.event_id, started, body)
             headers["user-agent"] = USER_AGENT
-            url, extensions = _pinned(target, addresses, headers)
+            url, extensions = pinned(target, addresses, headers)
             async with client.stream("POST", url, content=body, headers=headers, extensions=extensions) as answer:
                 status = answer.status_code
         error = domain.answer_error(status)
@@ -303,7 +303,9 @@ async def send(client: httpx.AsyncClient, settings: Settings, job: Row) -> Outco
     return Outcome(started, status, error, round(elapsed * 1000))
 
 
-def _pinned(target: Target, addresses: list[str], headers: dict[str, str]) -> tuple[str, dict[str, Any]]:
+def pinned(target: Target, addresses: list[str], headers: dict[str, str]) -> tuple[str, dict[str, Any]]:
+    """The URL to request and the httpx extensions: a public host at the first address its check resolved, its
+    name kept for the Host header (set in `headers`) and for TLS (SNI, certificate check); else as written."""
     if not addresses or target.literal() is not None:
         return target.url, {}
     parsed = httpx.URL(target.url)
