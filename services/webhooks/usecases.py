@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import random
 import socket
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -45,13 +47,49 @@ RECORD_BATCH = 200
 # --- URL safety ------------------------------------------------------------------------------------------------
 
 
+Resolve = Callable[[str, int], Awaitable[list[str]]]
+
+
 async def resolve(host: str, port: int) -> list[str]:
     """The host's addresses, from the event loop's resolver."""
     infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
     return sorted({str(info[4][0]) for info in infos})
 
 
-async def safe_target(url: str, settings: Settings) -> tuple[Target, list[str]]:
+def lookup(host: str, port: int) -> list[str]:
+    return sorted({str(info[4][0]) for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)})
+
+
+class Resolver:
+    """Lookups for deliveries, on threads of their own, as many as deliveries may be in flight (the event loop's
+    default pool has a handful: a few receivers whose DNS hangs would hold them all, and every other delivery would
+    wait), and one lookup per host at a time, shared by the deliveries that need it."""
+
+    def __init__(self, threads: int, blocking: Callable[[str, int], list[str]] = lookup) -> None:
+        self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="webhook-dns")
+        self.blocking = blocking
+        self.pending: dict[tuple[str, int], asyncio.Future[list[str]]] = {}
+
+    async def __call__(self, host: str, port: int) -> list[str]:
+        key = (host, port)
+        shared = self.pending.get(key)
+        if shared is None:
+            shared = asyncio.get_running_loop().run_in_executor(self.pool, self.blocking, host, port)
+            self.pending[key] = shared
+            shared.add_done_callback(functools.partial(self._settled, key))
+        # A delivery giving up (its timeout) leaves the lookup running for the others.
+        return await asyncio.shield(shared)
+
+    def _settled(self, key: tuple[str, int], done: asyncio.Future[list[str]]) -> None:
+        self.pending.pop(key, None)
+        if not done.cancelled():
+            done.exception()  # seen here, so one that no delivery waited for any more is not reported as lost
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+
+async def safe_target(url: str, settings: Settings, resolver: Resolve = resolve) -> tuple[Target, list[str]]:
     """The URL checked against every delivery rule, with the addresses it resolved to (empty for an allowed
     host); raises UnsafeUrl naming the rule it breaks."""
     target = domain.parse_target(url, domain.allowed_host_set(settings.webhook_allowed_hosts))
@@ -62,7 +100,7 @@ async def safe_target(url: str, settings: Settings) -> tuple[Target, list[str]]:
         addresses = [str(literal)]
     else:
         try:
-            addresses = await asyncio.wait_for(resolve(target.host, target.port), settings.webhook_timeout_seconds)
+            addresses = await asyncio.wait_for(resolver(target.host, target.port), settings.webhook_timeout_seconds)
         except (OSError, TimeoutError, ValueError) as exc:
             # ValueError: a name the resolver cannot even encode (a label over 63 characters, say).
             raise UnsafeUrl(f"the URL's host {target.host} does not resolve: {exc or type(exc).__name__}") from exc
@@ -274,7 +312,7 @@ async def claim(tx: Transaction, settings: Settings, free_slots: int) -> list[Ro
     return await repo.lease([d.delivery_id for d in chosen], now + timedelta(seconds=settings.webhook_lease_seconds))
 
 
-async def send(client: httpx.AsyncClient, settings: Settings, job: Row) -> Outcome:
+async def send(client: httpx.AsyncClient, settings: Settings, job: Row, resolver: Resolve = resolve) -> Outcome:
     """One attempt: the URL checked again, the CloudEvent POSTed with its Standard Webhooks headers. A public host
     is reached at the address just checked (no second lookup a rebinding could answer differently)."""
     started = utcnow()
@@ -284,7 +322,7 @@ async def send(client: httpx.AsyncClient, settings: Settings, job: Row) -> Outco
     error: str | None = None
     try:
         async with asyncio.timeout(settings.webhook_timeout_seconds):
-            target, addresses = await safe_target(job.url, settings)
+            target, addresses = await safe_target(job.url, settings, resolver)
             signing = domain.signing_secrets(job.secret, job.previous_secret, job.previous_secret_until, started)
             headers = domain.webhook_headers(signing, job.event_id, started, body)
             headers["user-agent"] = USER_AGENT
@@ -373,6 +411,7 @@ class DeliveryWorker:
         self.outcomes: asyncio.Queue[tuple[Row, Outcome]] = asyncio.Queue()
         # Deliveries claimed and not yet recorded: each holds a slot (and its lease) until its outcome commits.
         self.holding = 0
+        self.resolver = Resolver(settings.webhook_concurrency)
 
     def client(self) -> httpx.AsyncClient:
         # No pool limit of its own: the worker bounds what is in flight, so no POST ever waits for a connection.
@@ -417,6 +456,7 @@ class DeliveryWorker:
             await asyncio.gather(*self.tasks, recorder, listener, return_exceptions=True)
             for lane in lanes:
                 await lane.aclose()
+            self.resolver.close()
 
     async def listen(self) -> None:
         """Wakes the claim loop when deliveries become due now (queued, retried, replayed), on any replica."""
@@ -441,7 +481,7 @@ class DeliveryWorker:
 
     async def _deliver(self, client: httpx.AsyncClient, job: Row) -> None:
         try:
-            outcome = await send(client, self.settings, job)
+            outcome = await send(client, self.settings, job, self.resolver)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a bug here must not keep the slot: the attempt fails with what went wrong
