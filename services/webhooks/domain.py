@@ -17,6 +17,19 @@ from enum import StrEnum
 from typing import Any
 from urllib.parse import SplitResult, urlsplit
 
+# The public topics and the event types each carries (CONTRACT §2); `sales.recorded` is inbound, not public.
+PUBLIC_EVENTS: dict[str, tuple[str, ...]] = {
+    "registry.partners": (
+        "partner.registered", "partner.status_changed", "partner.tier_changed", "partner.certification_granted",
+        "partner.certification_revoked", "partner.certification_expired",
+    ),
+    "accounts.accounts": ("account.created", "account.reclassified", "account.ownership_changed"),
+    "incentives.accruals": ("accrual.recorded", "accrual.adjusted", "recalculation.completed"),
+    "incentives.statements": ("statement.closed", "statement.confirmed", "dispute.opened", "dispute.resolved"),
+    "funds.funds": ("fund.request_decided", "fund.claim_paid"),
+}
+EVENT_TYPES = frozenset(t for types in PUBLIC_EVENTS.values() for t in types)
+
 SECRET_PREFIX = "whsec_"
 SECRET_BYTES = 32
 ANY_TYPE = "*"

@@ -8,19 +8,7 @@ from partnerhub.consumer import Handler, Subscription
 from partnerhub.db import Transaction
 from partnerhub.events import CloudEvent
 from services.webhooks import usecases
-
-# The public topics and the event types each carries (CONTRACT §2); `sales.recorded` is inbound, not public.
-PUBLIC_EVENTS: dict[str, tuple[str, ...]] = {
-    "registry.partners": (
-        "partner.registered", "partner.status_changed", "partner.tier_changed", "partner.certification_granted",
-        "partner.certification_revoked", "partner.certification_expired",
-    ),
-    "accounts.accounts": ("account.created", "account.reclassified", "account.ownership_changed"),
-    "incentives.accruals": ("accrual.recorded", "accrual.adjusted", "recalculation.completed"),
-    "incentives.statements": ("statement.closed", "statement.confirmed", "dispute.opened", "dispute.resolved"),
-    "funds.funds": ("fund.request_decided", "fund.claim_paid"),
-}
-EVENT_TYPES = frozenset(t for types in PUBLIC_EVENTS.values() for t in types)
+from services.webhooks.domain import EVENT_TYPES, PUBLIC_EVENTS
 
 
 async def on_event(tx: Transaction, event: CloudEvent) -> None:

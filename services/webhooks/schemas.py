@@ -5,18 +5,24 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field, WithJsonSchema
 
 from partnerhub.types import CLEAN_PATTERN, Input, Instant, UtcDatetime, no_control_characters
-from services.webhooks.domain import DeliveryStatus, SubscriptionStatus
+from services.webhooks.domain import ANY_TYPE, EVENT_TYPES, DeliveryStatus, SubscriptionStatus
 
 # Public URLs fit in 2,000 characters (what browsers and most servers take); no control characters.
 Url = Annotated[str, Field(min_length=1, max_length=2000, json_schema_extra={"pattern": CLEAN_PATTERN},
                            examples=["https://erp.example.com/hooks/partnerhub"]),
                 AfterValidator(no_control_characters)]
-EVENT_TYPE_PATTERN = r"^(\*|[a-z][a-z_]*\.[a-z][a-z_.]*)$"
-EventTypeName = Annotated[str, Field(min_length=1, max_length=100, pattern=EVENT_TYPE_PATTERN,
-                                     examples=["accrual.adjusted", "*"])]
+def _known_type(value: str) -> str:
+    if value != ANY_TYPE and value not in EVENT_TYPES:
+        raise ValueError(f"{value!r} is not an event type of the public topics (CONTRACT §2), nor *")
+    return value
+
+
+EventTypeName = Annotated[str, AfterValidator(_known_type),
+                          WithJsonSchema({"type": "string", "enum": [ANY_TYPE, *sorted(EVENT_TYPES)],
+                                          "examples": ["accrual.adjusted", "*"]})]
 EventTypes = Annotated[list[EventTypeName], Field(min_length=1, max_length=50,
                                                   description="event types of CONTRACT §2, or `*` for all")]
 

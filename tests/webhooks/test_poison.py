@@ -14,7 +14,7 @@ from aiokafka import AIOKafkaProducer
 from standardwebhooks import Webhook
 
 from partnerhub.db import asyncpg_dsn
-from services.webhooks.handlers import PUBLIC_EVENTS
+from services.webhooks.domain import PUBLIC_EVENTS
 from tests.conftest import Infrastructure, eventually
 from tests.webhooks.receiver import Receiver
 from tests.webhooks.support import Tokens, event_ids, new_path, subscribe

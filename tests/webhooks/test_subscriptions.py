@@ -48,6 +48,8 @@ async def test_bad_input_is_a_problem_never_a_500(webhooks: httpx.AsyncClient, r
                  {"url": "https://ok.example.com/\u0000", "event_types": ["*"]}]:
         answer = await webhooks.post("/v1/webhooks", json=body, headers=tokens())
         assert answer.status_code == 422, (body, answer.text)
+    typo = await webhooks.post("/v1/webhooks", json={"url": url, "event_types": ["accrual.adjust"]}, headers=tokens())
+    assert typo.status_code == 422 and "'accrual.adjust' is not an event type" in typo.json()["detail"]
     subscription = await subscribe(webhooks, tokens(), url, ["*"], uuid.uuid4())
     disabled = await webhooks.patch(f"/v1/webhooks/{subscription['id']}", json={"status": "disabled"},
                                     headers=tokens())
