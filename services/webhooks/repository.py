@@ -140,15 +140,13 @@ class WebhookRepository:
         """Leases the deliveries and returns what sending them takes: the event, the URL and the secrets."""
         if not delivery_ids:
             return []
-        await self.session.execute(deliveries.update().where(deliveries.c.id.in_(list(delivery_ids)))
-                                   .values(lease_until=until))
-        d, s, e = deliveries.c, subscriptions.c, events.c
-        query = (sa.select(d.id, d.subscription_id, d.event_id, d.attempts, d.schedule_started_at, s.url, s.secret,
-                           s.previous_secret, s.previous_secret_until, e.payload)
-                 .select_from(deliveries.join(subscriptions, s.id == d.subscription_id)
-                              .join(events, e.event_id == d.event_id))
-                 .where(d.id.in_(list(delivery_ids))))
-        return cast(list[Row], list((await self.session.execute(query)).all()))
+        rows = await self.session.execute(sa.text(
+            "UPDATE deliveries d SET lease_until = :until FROM subscriptions s, events e "
+            "WHERE d.id = ANY(CAST(:ids AS uuid[])) AND s.id = d.subscription_id AND e.event_id = d.event_id "
+            "RETURNING d.id, d.subscription_id, d.event_id, d.attempts, d.schedule_started_at, s.url, s.secret, "
+            "s.previous_secret, s.previous_secret_until, e.payload"),
+            {"ids": list(delivery_ids), "until": until})
+        return list(rows)
 
     # --- outcomes ----------------------------------------------------------------------------------------------
 
