@@ -110,7 +110,8 @@ def tokens(settings: Settings) -> Callable[..., dict[str, str]]:
 @asynccontextmanager
 async def running_service(name: str, settings: Settings | None = None) -> AsyncIterator[httpx.AsyncClient]:
     """One service in-process with its relay and consumers running, reached over ASGI; yielded once ready (its
-    consumers joined their groups), as an orchestrator would route to it. `settings` replace the environment's."""
+    consumers joined their groups) and caught up with what is already on its topics. `settings` replace the
+    environment's."""
     import importlib
 
     from partnerhub.service import create_service_app
@@ -126,6 +127,13 @@ async def running_service(name: str, settings: Settings | None = None) -> AsyncI
                 return (await client.get("/readyz")).status_code == 200
 
             await eventually(ready, within=60)
+
+            async def caught_up() -> bool:
+                # A service started late in a session first reads every earlier test's events: tests begin
+                # once it has (and its outbox is published), not while a backlog delays their own events.
+                return not await app.state.ctx.busy()
+
+            await eventually(caught_up, within=180, interval=0.2)
             yield client
 
 
