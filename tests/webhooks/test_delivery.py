@@ -15,7 +15,7 @@ from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
 from partnerhub.config import Settings
-from tests.conftest import Publish, eventually
+from tests.conftest import Infrastructure, Publish, eventually
 from tests.webhooks.receiver import Receiver, answer, failing_first, slow_first
 from tests.webhooks.support import Tokens, accrual, arrived, deliveries, event_ids, new_path, subscribe
 
@@ -279,3 +279,44 @@ async def test_paused_and_deleted_subscriptions_receive_nothing(
     await eventually(lambda: event_id in event_ids(receiver, witness_path))
     assert receiver.at(paused_path) == [] and receiver.at(deleted_path) == []
     assert await deliveries(webhooks, tokens(), paused["id"]) == []
+
+
+async def test_two_replicas_share_the_queue_and_its_per_subscription_limit(
+    webhooks: httpx.AsyncClient, receiver: Receiver, publish: Publish, tokens: Tokens,
+    infrastructure: Infrastructure, webhook_settings: Settings,
+) -> None:
+    """A second delivery worker on the same database, as another replica runs it: claims skip what the other
+    holds, and the limit of 2 in flight per subscription counts both replicas' deliveries."""
+    from partnerhub.db import Database
+    from services.webhooks.usecases import DeliveryWorker
+
+    partner = uuid.uuid4()
+    paths = [new_path(), new_path()]
+    release = asyncio.Event()
+
+    async def held(_request: object) -> int:
+        await release.wait()
+        return 200
+
+    for path in paths:
+        receiver.behaviours[path] = held
+    subscriptions = [await subscribe(webhooks, tokens(), receiver.url(p), ["accrual.recorded"], partner)
+                     for p in paths]
+    db = Database(infrastructure.database_urls["webhooks"], "webhooks")
+    replica = DeliveryWorker(db, webhook_settings)
+    running = asyncio.create_task(replica.run())
+    try:
+        sent = [await accrual(publish, partner) for _ in range(8)]
+        await eventually(lambda: all(receiver.in_flight.get(p, 0) == 2 for p in paths), within=60)
+        await asyncio.sleep(0.5)  # both replicas polling meanwhile: neither may start a third
+        assert all(receiver.most_in_flight[p] == 2 for p in paths)
+        release.set()
+        for path in paths:
+            receiver.behaviours[path] = answer(200)
+        for subscription in subscriptions:
+            await delivered(webhooks, tokens(), subscription["id"], 8)
+        assert all(set(event_ids(receiver, p)) == set(sent) for p in paths)
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+        await db.dispose()
