@@ -7,7 +7,7 @@ import warnings
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_JWT_SECRET = "partnerhub-dev-secret-change-me-0123456789"
@@ -95,6 +95,22 @@ class Settings(BaseSettings):
     webhook_poll_seconds: float = Field(default=0.5, gt=0)
     # Deliveries and the events they carry are kept this long (replay reaches back as far).
     webhook_retention_days: float = Field(default=30.0, gt=0)
+    # Fernet keys (comma-separated; `python -c "from cryptography.fernet import Fernet; print(Fernet.generate_key()
+    # .decode())"`) that seal subscription secrets at rest: the first seals, any opens. None: kept as issued.
+    webhook_secrets_keys: str = ""
+
+    @field_validator("webhook_secrets_keys")
+    @classmethod
+    def _fernet_keys(cls, value: str) -> str:
+        from cryptography.fernet import Fernet
+
+        for key in (k.strip() for k in value.split(",") if k.strip()):
+            try:
+                Fernet(key)
+            except ValueError as exc:
+                raise ValueError("each of PARTNERHUB_WEBHOOK_SECRETS_KEYS must be a Fernet key (urlsafe base64 "
+                                 "of 32 bytes)") from exc
+        return value
     # A process runs the HTTP API, the workers (outbox relay, consumers, sweeps), or both (the default);
     # a cluster can run them as separate deployments and scale each on its own.
     run_api: bool = True

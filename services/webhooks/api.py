@@ -66,7 +66,7 @@ async def create_subscription(body: SubscriptionIn, request: Request, ctx: Ctx, 
     await usecases.check_url(body.url, ctx.settings)
 
     async def operation(tx: Transaction) -> tuple[Any, int | None]:
-        row, secret = await usecases.create_subscription(tx, principal, body)
+        row, secret = await usecases.create_subscription(tx, principal, body, ctx.settings)
         return SubscriptionWithSecret(**_subscription(row).model_dump(), secret=secret), row.version
 
     # The caller's partner is part of the request: one partner's key never replays another's subscription.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import ipaddress
@@ -16,6 +17,8 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 from urllib.parse import SplitResult, urlsplit
+
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 # The public topics and the event types each carries (CONTRACT §2); `sales.recorded` is inbound, not public.
 PUBLIC_EVENTS: dict[str, tuple[str, ...]] = {
@@ -96,6 +99,39 @@ def receives(subscription_partner: uuid.UUID | None, event_types: Iterable[str],
 
 def new_secret() -> str:
     return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(SECRET_BYTES)).decode()
+
+
+SEALED = "fernet:"
+
+
+class SecretUnavailable(ValueError):
+    """A stored secret that cannot be opened with the keys configured; the message says why."""
+
+
+@functools.lru_cache(maxsize=8)
+def _sealing(keys: str) -> MultiFernet | None:
+    listed = [k.strip() for k in keys.split(",") if k.strip()]
+    return MultiFernet([Fernet(k) for k in listed]) if listed else None
+
+
+def seal(secret: str, keys: str) -> str:
+    """How a secret is stored: encrypted with the first of the keys (Fernet: AES-128-CBC and HMAC-SHA256), or as
+    it is when none is configured."""
+    sealing = _sealing(keys)
+    return secret if sealing is None else SEALED + sealing.encrypt(secret.encode()).decode()
+
+
+def unseal(stored: str, keys: str) -> str:
+    """A stored secret opened with any of the keys (so the sealing key can be replaced: new first, old after)."""
+    if not stored.startswith(SEALED):
+        return stored
+    sealing = _sealing(keys)
+    if sealing is None:
+        raise SecretUnavailable("the subscription's secret is sealed, and PARTNERHUB_WEBHOOK_SECRETS_KEYS is not set")
+    try:
+        return sealing.decrypt(stored.removeprefix(SEALED).encode()).decode()
+    except InvalidToken as exc:
+        raise SecretUnavailable("none of PARTNERHUB_WEBHOOK_SECRETS_KEYS opens the subscription's secret") from exc
 
 
 def secret_key(secret: str) -> bytes:

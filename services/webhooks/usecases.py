@@ -29,7 +29,14 @@ from partnerhub.metrics import WEBHOOK_ATTEMPT_SECONDS, WEBHOOK_ATTEMPTS, WEBHOO
 from partnerhub.problems import Problem, not_found, unprocessable
 from partnerhub.timeutil import utcnow
 from services.webhooks import domain
-from services.webhooks.domain import DeliveryStatus, RetryPolicy, SubscriptionStatus, Target, UnsafeUrl
+from services.webhooks.domain import (
+    DeliveryStatus,
+    RetryPolicy,
+    SecretUnavailable,
+    SubscriptionStatus,
+    Target,
+    UnsafeUrl,
+)
 from services.webhooks.repository import DUE_CHANNEL, Row, WebhookRepository
 from services.webhooks.schemas import SubscriptionIn, SubscriptionPatch
 
@@ -126,14 +133,16 @@ def _owner_for_new(principal: Principal, requested: uuid.UUID | None) -> uuid.UU
     return requested
 
 
-async def create_subscription(tx: Transaction, principal: Principal, command: SubscriptionIn) -> tuple[Row, str]:
-    """A new active subscription and its secret (returned once, never again)."""
+async def create_subscription(tx: Transaction, principal: Principal, command: SubscriptionIn,
+                              settings: Settings) -> tuple[Row, str]:
+    """A new active subscription and its secret (returned once, never again; stored sealed where keys are set)."""
     now = utcnow()
     secret = domain.new_secret()
     row = await WebhookRepository(tx.session).add_subscription({
         "id": uuid.uuid4(), "url": command.url, "event_types": sorted(set(command.event_types)),
         "partner_id": _owner_for_new(principal, command.partner_id), "status": SubscriptionStatus.ACTIVE.value,
-        "secret": secret, "created_by": principal.sub, "created_at": now, "updated_at": now,
+        "secret": domain.seal(secret, settings.webhook_secrets_keys), "created_by": principal.sub,
+        "created_at": now, "updated_at": now,
     })
     return row, secret
 
@@ -195,7 +204,8 @@ async def rotate_secret(tx: Transaction, principal: Principal, subscription_id: 
     overlap = timedelta(seconds=settings.webhook_secret_overlap_seconds)
     until = now + overlap if overlap else None
     updated = await WebhookRepository(tx.session).update_subscription(subscription_id, {
-        "secret": secret, "previous_secret": row.secret if until else None, "previous_secret_until": until,
+        "secret": domain.seal(secret, settings.webhook_secrets_keys),
+        "previous_secret": row.secret if until else None, "previous_secret_until": until,
         "updated_at": now,
     })
     return updated, secret, until
@@ -323,14 +333,17 @@ async def send(client: httpx.AsyncClient, settings: Settings, job: Row, resolver
     try:
         async with asyncio.timeout(settings.webhook_timeout_seconds):
             target, addresses = await safe_target(job.url, settings, resolver)
-            signing = domain.signing_secrets(job.secret, job.previous_secret, job.previous_secret_until, started)
+            keys = settings.webhook_secrets_keys
+            signing = domain.signing_secrets(
+                domain.unseal(job.secret, keys), domain.unseal(job.previous_secret, keys) if job.previous_secret
+                else None, job.previous_secret_until, started)
             headers = domain.webhook_headers(signing, job.event_id, started, body)
             headers["user-agent"] = USER_AGENT
             url, extensions = pinned(target, addresses, headers)
             async with client.stream("POST", url, content=body, headers=headers, extensions=extensions) as answer:
                 status = answer.status_code
         error = domain.answer_error(status)
-    except UnsafeUrl as exc:
+    except (UnsafeUrl, SecretUnavailable) as exc:
         error = str(exc)
     except TimeoutError:
         error = f"no answer within {settings.webhook_timeout_seconds:g} s"

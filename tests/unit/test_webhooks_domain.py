@@ -199,3 +199,22 @@ def test_a_subscription_fails_since_the_oldest_delivery_failing_after_its_last_d
     assert found == {sub: domain.Failing(True, t + timedelta(seconds=3)),
                      other: domain.Failing(False, t + timedelta(seconds=1))}
     assert domain.failing_after([at(1, False, 0), at(2, True, 0)]) == {sub: domain.Failing(True, None)}
+
+
+def test_a_secret_is_sealed_with_the_first_key_and_opened_with_any() -> None:
+    from cryptography.fernet import Fernet
+
+    from partnerhub.config import Settings
+
+    old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    secret = domain.new_secret()
+    assert domain.seal(secret, "") == secret and domain.unseal(secret, old) == secret  # none configured: as issued
+    sealed = domain.seal(secret, old)
+    assert sealed.startswith("fernet:") and secret not in sealed
+    assert domain.unseal(sealed, f"{new},{old}") == secret  # the sealing key replaced: the old one still opens
+    with pytest.raises(domain.SecretUnavailable, match="none of"):
+        domain.unseal(sealed, new)
+    with pytest.raises(domain.SecretUnavailable, match="is not set"):
+        domain.unseal(sealed, "")
+    with pytest.raises(ValueError, match="Fernet key"):
+        Settings(webhook_secrets_keys="not-a-key")

@@ -19,6 +19,8 @@ FAST = {
     "webhook_poll_seconds": 0.05,
     "webhook_per_subscription": 2,
     "webhook_concurrency": 16,
+    # Secrets sealed at rest, as production should run.
+    "webhook_secrets_keys": "hNwQbvwxVBh6jIzBfiWMYmT4pzKwRBQWyMlLNfB5rZc=",
 }
 
 

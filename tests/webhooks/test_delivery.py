@@ -9,12 +9,14 @@ import json
 import uuid
 from collections.abc import Iterator
 
+import asyncpg
 import httpx
 import pytest
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
 from partnerhub.config import Settings
+from partnerhub.db import asyncpg_dsn
 from tests.conftest import Infrastructure, Publish, eventually
 from tests.webhooks.receiver import Receiver, answer, failing_first, slow_first
 from tests.webhooks.support import Tokens, accrual, arrived, deliveries, event_ids, new_path, subscribe
@@ -57,13 +59,21 @@ async def test_an_event_is_posted_as_its_cloudevent_signed_per_standard_webhooks
     assert "partnerhub_webhook_attempt_duration_seconds_count" in metrics
 
 
-async def test_the_secret_is_shown_only_on_creation(webhooks: httpx.AsyncClient, receiver: Receiver,
-                                                    tokens: Tokens) -> None:
+async def test_the_secret_is_shown_only_on_creation_and_kept_sealed(
+    webhooks: httpx.AsyncClient, receiver: Receiver, tokens: Tokens, infrastructure: Infrastructure,
+) -> None:
     subscription = await subscribe(webhooks, tokens(), receiver.url(new_path()), ["*"], uuid.uuid4())
     one = (await webhooks.get(f"/v1/webhooks/{subscription['id']}", headers=tokens())).json()
     listed = (await webhooks.get("/v1/webhooks", headers=tokens(), params={"limit": 500})).json()["items"]
     assert "secret" not in one and all("secret" not in s for s in listed)
     assert subscription["secret"] not in json.dumps([one, listed])
+    connection = await asyncpg.connect(asyncpg_dsn(infrastructure.database_urls["webhooks"]))
+    try:
+        stored = await connection.fetchval("SELECT secret FROM subscriptions WHERE id = $1",
+                                           uuid.UUID(subscription["id"]))
+    finally:
+        await connection.close()
+    assert stored.startswith("fernet:") and subscription["secret"] not in stored
 
 
 async def test_a_receiver_answering_500_gets_the_event_again_until_it_takes_it(
