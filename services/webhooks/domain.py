@@ -331,20 +331,22 @@ class Due:
     delivery_id: uuid.UUID
     subscription_id: uuid.UUID
     next_attempt_at: datetime
+    failing: bool = False  # its subscription's deliveries have all failed since its last delivered one
 
 
 def choose_claims(due: Sequence[Due], in_flight: Mapping[uuid.UUID, int], per_subscription: int,
                   free_slots: int) -> list[Due]:
     """Which due deliveries to start now: oldest first, but never more than `per_subscription` in flight for one
-    subscription (counting those already in flight anywhere), nor more than the free slots, so one slow receiver
-    holds at most its share and every other subscription keeps being served."""
+    subscription (counting those already in flight anywhere), and one for a subscription that is failing (a dead or
+    timing-out receiver is probed one delivery at a time), nor more than the free slots: a slow receiver holds at
+    most its share and every other subscription keeps being served."""
     taken: dict[uuid.UUID, int] = dict(in_flight)
     chosen: list[Due] = []
     for candidate in sorted(due, key=lambda d: (d.next_attempt_at, str(d.delivery_id))):
         if len(chosen) >= free_slots:
             break
         held = taken.get(candidate.subscription_id, 0)
-        if held >= per_subscription:
+        if held >= (1 if candidate.failing else per_subscription):
             continue
         taken[candidate.subscription_id] = held + 1
         chosen.append(candidate)

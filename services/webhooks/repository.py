@@ -128,13 +128,14 @@ class WebhookRepository:
         """Up to `per_subscription` due, unleased deliveries of each active subscription, oldest first, locked
         (SKIP LOCKED: rows another transaction holds are passed over, not waited for)."""
         rows = await self.session.execute(sa.text(
-            "SELECT d.id, d.subscription_id, d.next_attempt_at FROM subscriptions s CROSS JOIN LATERAL ("
+            "SELECT d.id, d.subscription_id, d.next_attempt_at, s.failing_since IS NOT NULL AS failing "
+            "FROM subscriptions s CROSS JOIN LATERAL ("
             "  SELECT id, subscription_id, next_attempt_at FROM deliveries"
             "  WHERE subscription_id = s.id AND status = 'pending' AND next_attempt_at <= :now"
             "    AND (lease_until IS NULL OR lease_until <= :now)"
             "  ORDER BY next_attempt_at, id LIMIT :per FOR UPDATE SKIP LOCKED) AS d "
             "WHERE s.status = 'active'"), {"now": now, "per": per_subscription})
-        return [Due(r.id, r.subscription_id, r.next_attempt_at) for r in rows]
+        return [Due(r.id, r.subscription_id, r.next_attempt_at, r.failing) for r in rows]
 
     async def lease(self, delivery_ids: Sequence[uuid.UUID], until: datetime) -> list[Row]:
         """Leases the deliveries and returns what sending them takes: the event, the URL and the secrets."""

@@ -180,6 +180,16 @@ def test_claims_take_the_oldest_first_within_each_subscriptions_share() -> None:
     assert domain.choose_claims(due, {slow: 4, other: 4}, per_subscription=4, free_slots=10) == []
 
 
+def test_a_failing_subscription_is_sent_one_delivery_at_a_time() -> None:
+    failing, healthy = uuid.uuid4(), uuid.uuid4()
+    t0 = datetime(2026, 12, 7, tzinfo=UTC)
+    due = [Due(uuid.uuid4(), failing, t0 + timedelta(seconds=i), failing=True) for i in range(4)]
+    due += [Due(uuid.uuid4(), healthy, t0 + timedelta(seconds=10 + i)) for i in range(4)]
+    chosen = domain.choose_claims(due, {}, per_subscription=4, free_slots=10)
+    assert [d.subscription_id for d in chosen] == [failing, healthy, healthy, healthy, healthy]
+    assert domain.choose_claims(due[:4], {failing: 1}, per_subscription=4, free_slots=10) == []
+
+
 def test_only_a_2xx_answer_delivers() -> None:
     assert domain.answer_error(200) is None and domain.answer_error(204) is None
     assert "redirect" in (domain.answer_error(301) or "")
