@@ -7,7 +7,7 @@ import warnings
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_JWT_SECRET = "partnerhub-dev-secret-change-me-0123456789"
@@ -115,6 +115,13 @@ class Settings(BaseSettings):
     # a cluster can run them as separate deployments and scale each on its own.
     run_api: bool = True
     run_workers: bool = True
+
+    @model_validator(mode="after")
+    def _lease_outlasts_an_attempt(self) -> Settings:
+        if self.webhook_lease_seconds <= self.webhook_timeout_seconds:
+            raise ValueError("PARTNERHUB_WEBHOOK_LEASE_SECONDS must exceed PARTNERHUB_WEBHOOK_TIMEOUT_SECONDS: a lease "
+                             "running out while its attempt waits would send the delivery twice")
+        return self
 
     def database_url(self, service: str) -> str:
         url: str | None = getattr(self, f"{service}_database_url")

@@ -228,3 +228,11 @@ def test_a_secret_is_sealed_with_the_first_key_and_opened_with_any() -> None:
         domain.unseal(sealed, "")
     with pytest.raises(ValueError, match="Fernet key"):
         Settings(webhook_secrets_keys="not-a-key")
+
+
+def test_a_lease_must_outlast_an_attempt() -> None:
+    from partnerhub.config import Settings
+
+    with pytest.raises(ValueError, match="must exceed"):
+        Settings(webhook_timeout_seconds=10, webhook_lease_seconds=10)
+    assert Settings(webhook_timeout_seconds=10, webhook_lease_seconds=11).webhook_lease_seconds == 11
