@@ -5,7 +5,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import uuid
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Annotated, Any, Generic, TypeVar
 
 import sqlalchemy as sa
@@ -62,6 +64,16 @@ def decode_cursor(cursor: str | None) -> list[Any] | None:
     if not isinstance(values, list):
         raise Problem(422, detail="the cursor is not one this service issued")
     return values
+
+
+def time_and_id(after: list[Any] | None) -> tuple[datetime, uuid.UUID] | None:
+    """A decoded (timestamp, id) cursor, the position of lists ordered newest or oldest first."""
+    if not after:
+        return None
+    try:
+        return datetime.fromisoformat(str(after[0])), uuid.UUID(str(after[1]))
+    except (ValueError, IndexError) as exc:
+        raise Problem(422, detail="the cursor is not one this service issued") from exc
 
 
 def etag_of(version: int) -> str:

@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from partnerhub.auth import Principal, Role, issue_token
 from partnerhub.db import Database, Transaction
 from partnerhub.events import OutgoingEvent
-from partnerhub.http import check_if_match
+from partnerhub.http import check_if_match, time_and_id
 from partnerhub.problems import Problem, conflict, illegal_move, not_found, unprocessable
 from partnerhub.service import ServiceContext
 from partnerhub.timeutil import BEGINNING, isoformat, utcnow
@@ -137,7 +137,7 @@ async def list_accounts(
     return await AccountRepository(tx.session).page(
         owner_partner_id=owner_partner_id,
         classification=classification.value if classification else None,
-        after=_since(after),
+        after=time_and_id(after),
         limit=limit,
         at=utcnow(),
     )
@@ -396,15 +396,6 @@ async def release_accounts_of_terminated_partner(
     return len(entries)
 
 
-def _since(after: list[Any] | None) -> tuple[datetime, uuid.UUID] | None:
-    if not after:
-        return None
-    try:
-        return datetime.fromisoformat(str(after[0])), uuid.UUID(str(after[1]))
-    except (ValueError, IndexError) as exc:
-        raise Problem(422, detail="the cursor is not one this service issued") from exc
-
-
 # --- customer preregistration ------------------------------------------------------------------------
 def _refused(exc: domain.RegistrationRefused) -> Problem:
     return conflict(str(exc), reason=exc.code)
@@ -499,7 +490,7 @@ async def list_registrations(
         partner_id=partner_id,
         status=status.value if status else None,
         account_id=account_id,
-        after=_since(after),
+        after=time_and_id(after),
         limit=limit,
     )
 

@@ -20,6 +20,7 @@ from partnerhub.http import (
     encode_cursor,
     idempotent,
     json_response,
+    time_and_id,
 )
 from partnerhub.money import format_money
 from partnerhub.problems import Problem
@@ -267,7 +268,7 @@ async def list_recalculations(
     after = _cursor_values(cursor, 2)
     async with ctx.db.transaction() as tx:
         rows = await IncentivesRepository(tx.session).list_runs(
-            account_id, partner_id, (usecases.parse_time(after[0]), uuid.UUID(str(after[1]))) if after else None,
+            account_id, partner_id, time_and_id(after),
             limit + 1,
         )
     items = [RecalculationRun.model_validate(dict(r._mapping)) for r in rows[:limit]]
@@ -399,19 +400,12 @@ async def list_disputes(
     async with ctx.db.transaction() as tx:
         views = await usecases.list_disputes(
             tx, partner_id, status, period,
-            (usecases.parse_time(after[0]), _uuid(after[1])) if after else None, limit + 1)
+            time_and_id(after), limit + 1)
     last = views[limit - 1] if len(views) > limit else None
     return Page[Dispute](
         items=[Dispute.model_validate(view) for view in views[:limit]],
         next_cursor=encode_cursor(last["created_at"].isoformat(), str(last["id"])) if last else None,
     )
-
-
-def _uuid(raw: object) -> uuid.UUID:
-    try:
-        return uuid.UUID(str(raw))
-    except ValueError as exc:
-        raise Problem(422, detail="the cursor is not one this service issued") from exc
 
 
 @router.get("/disputes/{dispute_id}", response_model=Dispute, tags=["disputes"], summary="One dispute")

@@ -688,13 +688,6 @@ def sale_problem(exc: SaleConflict) -> Problem:
     return conflict(str(exc))
 
 
-def parse_time(raw: object) -> datetime:
-    try:
-        return datetime.fromisoformat(str(raw))
-    except ValueError as exc:
-        raise Problem(422, detail="the cursor is not one this service issued") from exc
-
-
 # --- statement lines, confirmations and disputes ------------------------------------------------
 def line_view(row: Any) -> dict[str, Any]:
     return {

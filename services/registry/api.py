@@ -21,6 +21,7 @@ from partnerhub.http import (
     etag_of,
     idempotent,
     json_response,
+    time_and_id,
 )
 from partnerhub.problems import PROBLEM, Responses
 from partnerhub.service import Ctx
@@ -84,7 +85,7 @@ async def list_partners(
     async with ctx.db.transaction() as tx:
         rows = await PartnerRepository(tx.session).search(
             type_=type, tier=tier, status=status, country=country, parent_partner_id=parent_partner_id,
-            after=usecases.since(decode_cursor(cursor)), limit=limit + 1,
+            after=time_and_id(decode_cursor(cursor)), limit=limit + 1,
         )
     more = len(rows) > limit
     rows = rows[:limit]

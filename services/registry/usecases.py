@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Any
 
 from fastapi.encoders import jsonable_encoder
@@ -12,7 +11,7 @@ from partnerhub.auth import Principal
 from partnerhub.db import Database, Transaction
 from partnerhub.events import OutgoingEvent
 from partnerhub.http import check_if_match
-from partnerhub.problems import Problem, conflict, illegal_move, not_found, unprocessable
+from partnerhub.problems import conflict, illegal_move, not_found, unprocessable
 from partnerhub.timeutil import BEGINNING, isoformat, utcnow
 from services.registry import domain, repository
 from services.registry.domain import CertificationState
@@ -299,12 +298,3 @@ async def partner_history(tx: Transaction, partner_id: uuid.UUID) -> list[dict[s
         {"change": r.change, "at": r.at, "actor": r.actor, "detail": r.detail, "event_id": r.event_id}
         for r in await repo.history(partner_id)
     ]
-
-
-def since(after: list[Any] | None) -> tuple[datetime, uuid.UUID] | None:
-    if not after:
-        return None
-    try:
-        return datetime.fromisoformat(str(after[0])), uuid.UUID(str(after[1]))
-    except (ValueError, IndexError) as exc:
-        raise Problem(422, detail="the cursor is not one this service issued") from exc

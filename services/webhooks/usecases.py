@@ -24,7 +24,7 @@ from partnerhub.auth import Principal, Role
 from partnerhub.config import Settings
 from partnerhub.db import Database, Transaction, asyncpg_dsn
 from partnerhub.events import CloudEvent
-from partnerhub.http import check_if_match
+from partnerhub.http import check_if_match, time_and_id
 from partnerhub.metrics import WEBHOOK_ATTEMPT_SECONDS, WEBHOOK_ATTEMPTS, WEBHOOK_IN_FLIGHT
 from partnerhub.problems import Problem, not_found, unprocessable
 from partnerhub.timeutil import utcnow
@@ -164,7 +164,7 @@ async def list_subscriptions(tx: Transaction, principal: Principal, *, partner_i
             raise Problem(403, detail="a partner token reaches only its own partner's data")
         partner_id = principal.partner_id
     return await WebhookRepository(tx.session).list_subscriptions(
-        partner_id=partner_id, status=status.value if status else None, after=_since(after), limit=limit)
+        partner_id=partner_id, status=status.value if status else None, after=time_and_id(after), limit=limit)
 
 
 async def update_subscription(tx: Transaction, principal: Principal, subscription_id: uuid.UUID,
@@ -211,15 +211,6 @@ async def rotate_secret(tx: Transaction, principal: Principal, subscription_id: 
     return updated, secret, until
 
 
-def _since(after: list[Any] | None) -> tuple[datetime, uuid.UUID] | None:
-    if not after:
-        return None
-    try:
-        return datetime.fromisoformat(str(after[0])), uuid.UUID(str(after[1]))
-    except (ValueError, IndexError) as exc:
-        raise Problem(422, detail="the cursor is not one this service issued") from exc
-
-
 # --- the delivery log, retry and replay ------------------------------------------------------------------------
 
 
@@ -229,7 +220,7 @@ async def list_deliveries(tx: Transaction, principal: Principal, subscription_id
     await get_subscription(tx, principal, subscription_id)
     repo = WebhookRepository(tx.session)
     rows = await repo.list_deliveries(subscription_id, status=status.value if status else None,
-                                      after=_since(after), limit=limit)
+                                      after=time_and_id(after), limit=limit)
     return rows, await repo.attempts_of([r.id for r in rows])
 
 
