@@ -21,6 +21,8 @@ FAST = {
     "webhook_concurrency": 16,
     # Secrets sealed at rest, as production should run.
     "webhook_secrets_keys": "hNwQbvwxVBh6jIzBfiWMYmT4pzKwRBQWyMlLNfB5rZc=",
+    # It publishes nothing: stopping need not wait for the session's other services to fall quiet.
+    "drain_timeout_seconds": 3.0,
 }
 
 
