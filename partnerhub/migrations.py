@@ -144,3 +144,68 @@ def bundled_outbox_downgrade(op: Any) -> None:
     op.execute("DELETE FROM outbox WHERE keys IS NOT NULL")
     op.drop_column("outbox", "payloads")
     op.drop_column("outbox", "keys")
+
+
+def shared_tables_upgrade(op: Any) -> None:
+    """A new service's first migration: the shared outbox, inbox, dead letters and idempotency keys in the shape
+    the first services' migrations reach step by step (0001 to 0007: lean, text, dead-lettering, bundled outbox)."""
+    op.create_table(
+        "outbox",
+        sa.Column("id", sa.BigInteger(), sa.Identity(always=False), nullable=False),
+        sa.Column("event_id", sa.Text(), nullable=False),
+        sa.Column("topic", sa.Text(), nullable=False),
+        sa.Column("key", sa.Text(), nullable=False),
+        sa.Column("payload", sa.Text(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
+        sa.Column("published_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("raw_key", sa.LargeBinary(), nullable=True),
+        sa.Column("raw_value", sa.LargeBinary(), nullable=True),
+        sa.Column("headers", JSONB(astext_type=sa.Text()), nullable=True),
+        sa.Column("keys", sa.ARRAY(sa.Text()), nullable=True),
+        sa.Column("payloads", sa.ARRAY(sa.Text()), nullable=True),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    op.execute("ALTER TABLE outbox ALTER COLUMN keys SET STORAGE EXTERNAL, "
+               "ALTER COLUMN payloads SET STORAGE EXTERNAL")
+    op.create_index("outbox_unpublished", "outbox", ["id"], unique=False,
+                    postgresql_where=sa.text("published_at IS NULL"))
+    op.create_table(
+        "inbox",
+        sa.Column("consumer", sa.Text(), nullable=False),
+        sa.Column("event_id", sa.Text(), nullable=False),
+        sa.Column("topic", sa.Text(), nullable=False),
+        sa.Column("partition", sa.Integer(), nullable=False),
+        sa.Column("offset", sa.BigInteger(), nullable=False),
+        sa.Column("outcome", sa.Text(), nullable=False),
+        sa.Column("processed_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
+        sa.PrimaryKeyConstraint("consumer", "event_id"),
+    )
+    op.create_index("inbox_processed", "inbox", ["processed_at"], unique=False)
+    op.create_table(
+        "dead_letters",
+        sa.Column("consumer", sa.Text(), nullable=False),
+        sa.Column("topic", sa.Text(), nullable=False),
+        sa.Column("partition", sa.Integer(), nullable=False),
+        sa.Column("offset", sa.BigInteger(), nullable=False),
+        sa.Column("event_id", sa.Text(), nullable=True),
+        sa.Column("reason", sa.Text(), nullable=False),
+        sa.Column("lettered_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
+        sa.PrimaryKeyConstraint("consumer", "topic", "partition", "offset"),
+    )
+    op.create_index("dead_letters_lettered", "dead_letters", ["lettered_at"])
+    op.create_table(
+        "idempotency_keys",
+        sa.Column("scope", sa.Text(), nullable=False),
+        sa.Column("key", sa.Text(), nullable=False),
+        sa.Column("request_hash", sa.Text(), nullable=False),
+        sa.Column("status_code", sa.Integer(), nullable=False),
+        sa.Column("response", JSONB(astext_type=sa.Text()), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
+        sa.PrimaryKeyConstraint("scope", "key"),
+    )
+    op.create_index("idempotency_keys_created", "idempotency_keys", ["created_at"])
+
+
+def shared_tables_downgrade(op: Any) -> None:
+    for table in ("idempotency_keys", "dead_letters", "inbox", "outbox"):
+        op.drop_table(table)

@@ -21,6 +21,8 @@ TYPE_BASE = "https://partnerhub.dev/problems/"
 # For OpenAPI `responses=`: an error answer documented as problem+json.
 PROBLEM: dict[str, Any] = {"content": {PROBLEM_JSON: {}}}
 Responses = dict[int | str, dict[str, Any]]
+# An If-Match that is no longer the resource's version, as every service documents it.
+STALE: Responses = {412: {"description": "If-Match names a version that is no longer current", **PROBLEM}}
 
 _TITLES = {
     400: "Bad Request",

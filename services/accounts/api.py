@@ -21,7 +21,7 @@ from partnerhub.http import (
     idempotent,
     json_response,
 )
-from partnerhub.problems import PROBLEM, Responses
+from partnerhub.problems import PROBLEM, STALE, Responses
 from partnerhub.service import Ctx
 from services.accounts import usecases
 from services.accounts.domain import Classification, Decision, RegistrationStatus
@@ -39,7 +39,6 @@ from services.accounts.schemas import (
 router = APIRouter(prefix="/accounts", tags=["accounts"])
 
 NOT_FOUND: Responses = {404: {"description": "No such account, or another partner's (partner token)", **PROBLEM}}
-STALE: Responses = {412: {"description": "If-Match names a version that is no longer current", **PROBLEM}}
 
 
 def _account(row: dict[str, Any]) -> Account:

@@ -21,7 +21,7 @@ from partnerhub.http import (
     idempotent,
     json_response,
 )
-from partnerhub.problems import PROBLEM, Problem, Responses
+from partnerhub.problems import PROBLEM, STALE, Problem, Responses
 from partnerhub.service import Ctx
 from partnerhub.timeutil import utcnow
 from partnerhub.types import Code
@@ -44,7 +44,6 @@ router = APIRouter()
 PartnerOnly = Annotated[Principal, Depends(require(Role.PARTNER))]
 NOT_FOUND: Responses = {404: {"description": "Not found (or another partner's)", **PROBLEM}}
 ILLEGAL: Responses = {409: {"description": "Not allowed in the current state; names the allowed moves", **PROBLEM}}
-STALE: Responses = {412: {"description": "If-Match is stale", **PROBLEM}}
 POLICY: Responses = {422: {"description": "Invalid, or breaks a rule of the fund's policy (see `rule`)", **PROBLEM}}
 
 

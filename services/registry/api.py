@@ -23,7 +23,7 @@ from partnerhub.http import (
     json_response,
     time_and_id,
 )
-from partnerhub.problems import PROBLEM, Responses
+from partnerhub.problems import PROBLEM, STALE, Responses
 from partnerhub.service import Ctx
 from partnerhub.types import Country
 from services.registry import usecases
@@ -45,7 +45,6 @@ router = APIRouter(prefix="/partners", tags=["partners"])
 
 NOT_FOUND: Responses = {404: {"description": "No such partner", **PROBLEM}}
 OTHER_PARTNER: Responses = {403: {"description": "A partner token naming another partner", **PROBLEM}}
-STALE: Responses = {412: {"description": "If-Match names a version that is no longer current", **PROBLEM}}
 CERTIFICATION_CODE = Annotated[str, Path(max_length=100, pattern=r"^[A-Za-z0-9._:-]+$")]
 
 

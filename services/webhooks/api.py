@@ -21,7 +21,7 @@ from partnerhub.http import (
     idempotent,
     json_response,
 )
-from partnerhub.problems import PROBLEM, Responses
+from partnerhub.problems import PROBLEM, STALE, Responses
 from partnerhub.service import Ctx
 from services.webhooks import usecases
 from services.webhooks.domain import DeliveryStatus, SubscriptionStatus
@@ -41,7 +41,6 @@ from services.webhooks.schemas import (
 router = APIRouter(prefix="/webhooks", tags=["webhooks"])
 
 NOT_FOUND: Responses = {404: {"description": "No such subscription, or another partner's (partner token)", **PROBLEM}}
-STALE: Responses = {412: {"description": "If-Match names a version that is no longer current", **PROBLEM}}
 UNSAFE: Responses = {422: {"description": "Invalid input, or a URL breaking a delivery rule (https only; no "
                                           "loopback, private, link-local or metadata address); `detail` names it",
                            **PROBLEM}}

@@ -9,7 +9,8 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
-from sqlalchemy.dialects import postgresql
+
+from partnerhub.migrations import shared_tables_downgrade, shared_tables_upgrade
 
 revision: str = "0001"
 down_revision: str | None = None
@@ -18,62 +19,7 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    # The shared tables in the shape the other services' migrations reach at their 0007 (outbox bundles).
-    op.create_table(
-        "outbox",
-        sa.Column("id", sa.BigInteger(), sa.Identity(always=False), nullable=False),
-        sa.Column("event_id", sa.Text(), nullable=False),
-        sa.Column("topic", sa.Text(), nullable=False),
-        sa.Column("key", sa.Text(), nullable=False),
-        sa.Column("payload", sa.Text(), nullable=False),
-        sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
-        sa.Column("published_at", sa.DateTime(timezone=True), nullable=True),
-        sa.Column("raw_key", sa.LargeBinary(), nullable=True),
-        sa.Column("raw_value", sa.LargeBinary(), nullable=True),
-        sa.Column("headers", postgresql.JSONB(astext_type=sa.Text()), nullable=True),
-        sa.Column("keys", sa.ARRAY(sa.Text()), nullable=True),
-        sa.Column("payloads", sa.ARRAY(sa.Text()), nullable=True),
-        sa.PrimaryKeyConstraint("id"),
-    )
-    op.execute("ALTER TABLE outbox ALTER COLUMN keys SET STORAGE EXTERNAL, "
-               "ALTER COLUMN payloads SET STORAGE EXTERNAL")
-    op.create_index("outbox_unpublished", "outbox", ["id"], unique=False,
-                    postgresql_where=sa.text("published_at IS NULL"))
-    op.create_table(
-        "inbox",
-        sa.Column("consumer", sa.Text(), nullable=False),
-        sa.Column("event_id", sa.Text(), nullable=False),
-        sa.Column("topic", sa.Text(), nullable=False),
-        sa.Column("partition", sa.Integer(), nullable=False),
-        sa.Column("offset", sa.BigInteger(), nullable=False),
-        sa.Column("outcome", sa.Text(), nullable=False),
-        sa.Column("processed_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
-        sa.PrimaryKeyConstraint("consumer", "event_id"),
-    )
-    op.create_index("inbox_processed", "inbox", ["processed_at"], unique=False)
-    op.create_table(
-        "dead_letters",
-        sa.Column("consumer", sa.Text(), nullable=False),
-        sa.Column("topic", sa.Text(), nullable=False),
-        sa.Column("partition", sa.Integer(), nullable=False),
-        sa.Column("offset", sa.BigInteger(), nullable=False),
-        sa.Column("event_id", sa.Text(), nullable=True),
-        sa.Column("reason", sa.Text(), nullable=False),
-        sa.Column("lettered_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
-        sa.PrimaryKeyConstraint("consumer", "topic", "partition", "offset"),
-    )
-    op.create_index("dead_letters_lettered", "dead_letters", ["lettered_at"])
-    op.create_table(
-        "idempotency_keys",
-        sa.Column("scope", sa.Text(), nullable=False),
-        sa.Column("key", sa.Text(), nullable=False),
-        sa.Column("request_hash", sa.Text(), nullable=False),
-        sa.Column("status_code", sa.Integer(), nullable=False),
-        sa.Column("response", postgresql.JSONB(astext_type=sa.Text()), nullable=False),
-        sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
-        sa.PrimaryKeyConstraint("scope", "key"),
-    )
-    op.create_index("idempotency_keys_created", "idempotency_keys", ["created_at"])
+    shared_tables_upgrade(op)
 
     op.create_table(
         "subscriptions",
@@ -147,6 +93,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for table in ("delivery_attempts", "deliveries", "events", "subscriptions", "idempotency_keys",
-                  "dead_letters", "inbox", "outbox"):
+    for table in ("delivery_attempts", "deliveries", "events", "subscriptions"):
         op.drop_table(table)
+    shared_tables_downgrade(op)
