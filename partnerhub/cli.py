@@ -1,4 +1,4 @@
-"""The `partnerhub` command: up (embedded runtime), serve, migrate, token, publish-sale."""
+"""The `partnerhub` command: up (embedded runtime), serve, gateway, migrate, token, publish-sale."""
 
 from __future__ import annotations
 
@@ -27,6 +27,11 @@ DEFAULT_BROKER_PORT = 9092
 BROKER_ADDRESS_FILE = "broker.address"
 READY_TIMEOUT_SECONDS = 120.0
 TRUE_WORDS = {"1", "true", "yes", "on"}
+GATEWAY = "gateway"
+# What `up` runs as processes of its own: the five services and the gateway in front of them.
+COMPONENTS = (*SERVICES, GATEWAY)
+DEMO_PARTNER = {"name": "Demo Partner", "country": "DE", "region": "EMEA", "types": ["sales"]}
+DEMO_PARTNER_KEY = "partnerhub-up-demo-partner"
 
 
 def _service_app(service: str) -> Any:
@@ -47,6 +52,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
         access_log=False,
         timeout_graceful_shutdown=10,
     )
+    return 0
+
+
+def cmd_gateway(args: argparse.Namespace) -> int:
+    from partnerhub.gateway import serve
+
+    serve(get_settings(), args.host, args.port)
     return 0
 
 
@@ -78,8 +90,18 @@ def cmd_token(args: argparse.Namespace) -> int:
               file=sys.stderr)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        print(issue_token(settings, args.role, args.sub, args.partner_id, args.ttl))
+        token = issue_token(settings, args.role, args.sub, args.partner_id, args.ttl)
+    print(sign_in_link(settings, token) if args.link else token)
     return 0
+
+
+def gateway_url(settings: Settings) -> str:
+    return f"http://{_probe_host(settings.host)}:{settings.gateway_port}"
+
+
+def sign_in_link(settings: Settings, token: str) -> str:
+    """The Partner Center's sign-in link: the token in the fragment, which never reaches a server or its log."""
+    return f"{gateway_url(settings)}/#token={token}"
 
 
 def sale_recorded_event(args: argparse.Namespace) -> dict[str, Any]:
@@ -211,7 +233,7 @@ def cmd_asyncapi(args: argparse.Namespace) -> int:
 def second_terminal_exports(settings: Settings, data_dir: Path, bootstrap: str) -> str:
     """The `export` line a second terminal needs to reach a running `up`: its data dir, broker and ports."""
     values = {"PARTNERHUB_DATA_DIR": str(data_dir), "KAFKA_BOOTSTRAP_SERVERS": bootstrap}
-    values |= {f"PARTNERHUB_{service.upper()}_PORT": str(settings.port(service)) for service in SERVICES}
+    values |= {f"PARTNERHUB_{name.upper()}_PORT": str(settings.port(name)) for name in COMPONENTS}
     return "export " + " ".join(f"{name}={shlex.quote(value)}" for name, value in values.items())
 
 
@@ -231,6 +253,11 @@ def _probe_host(host: str) -> str:
 
 def _local_url(settings: Settings, service: str) -> str:
     return f"http://{_probe_host(settings.host)}:{settings.port(service)}"
+
+
+def _ready_url(settings: Settings, component: str) -> str:
+    # The gateway has no dependencies of its own to be ready for: it is ready once it answers.
+    return f"{_local_url(settings, component)}/{'healthz' if component == GATEWAY else 'readyz'}"
 
 
 def choose_broker_port(host: str, configured: str | None) -> tuple[int, str | None]:
@@ -254,7 +281,7 @@ def choose_broker_port(host: str, configured: str | None) -> tuple[int, str | No
 def check_service_ports(settings: Settings) -> None:
     from partnerhub.embedded import port_is_free
 
-    ports = {service: settings.port(service) for service in SERVICES}
+    ports = {name: settings.port(name) for name in COMPONENTS}
     seen: dict[int, str] = {}
     for service, port in ports.items():
         if port in seen:
@@ -267,9 +294,9 @@ def check_service_ports(settings: Settings) -> None:
 
 
 class EmbeddedRuntime:
-    """Tansu + embedded PostgreSQL + the five services as processes; stops everything in order."""
+    """Tansu + embedded PostgreSQL + the five services and the gateway as processes; stops everything in order."""
 
-    def __init__(self, settings: Settings, data_dir: Path, broker_port: int) -> None:
+    def __init__(self, settings: Settings, data_dir: Path, broker_port: int, demo_partner: bool = True) -> None:
         from partnerhub.embedded import EmbeddedPostgres, TansuBroker
 
         self.settings = settings
@@ -283,6 +310,7 @@ class EmbeddedRuntime:
         self._log_files: list[IO[bytes]] = []
         self._lock: IO[str] | None = None
         self.stop_requested = False
+        self.demo_partner = demo_partner
 
     def request_stop(self, signum: int, _frame: FrameType | None) -> None:
         self.stop_requested = True
@@ -350,11 +378,12 @@ class EmbeddedRuntime:
         env.setdefault("PARTNERHUB_REGISTRY_URL", _local_url(self.settings, "registry"))
         # On one machine, webhook receivers are local programs: loopback is allowed (and plain http to it).
         env.setdefault("PARTNERHUB_WEBHOOK_ALLOWED_HOSTS", "127.0.0.1,localhost")
-        for service in SERVICES:
-            log = open(self.logs / f"{service}.log", "ab")
+        for name in COMPONENTS:
+            log = open(self.logs / f"{name}.log", "ab")
             self._log_files.append(log)
-            self.processes[service] = subprocess.Popen(
-                [sys.executable, "-m", "partnerhub.cli", "serve", service],
+            command = ["gateway"] if name == GATEWAY else ["serve", name]
+            self.processes[name] = subprocess.Popen(
+                [sys.executable, "-m", "partnerhub.cli", *command],
                 env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
@@ -362,34 +391,99 @@ class EmbeddedRuntime:
                 start_new_session=True,
             )
         self._wait_ready(READY_TIMEOUT_SECONDS)
+        links = self._sign_in_links()
+        from partnerhub.gateway import describe
+
+        page = describe(self.settings)
         print("\nPartner Hub is up:", flush=True)
+        print(f"  {'gateway':<11} {gateway_url(self.settings)}   (the Partner Center, and every /v1 path of the "
+              "services on one origin)")
+        if not page["built"]:
+            print(f"  note: the Partner Center page is not built ({page['web_dir']} holds no index.html): "
+                  "./run up builds it, or cd web && npm ci && npm run build")
         for service in SERVICES:
             url = _local_url(self.settings, service)
             print(f"  {service:<11} {url}   (docs: {url}/docs)")
         print(f"  broker      {bootstrap}")
         print(f"  data        {self.data_dir}")
         print(f"  logs        {self.logs}")
+        print("Sign in to the Partner Center (each link holds a 12 h token; keep it to yourself):")
+        for line in links:
+            print(f"  {line}")
         print("In a second terminal, to reach this system with ./run partnerhub …, paste:")
         print(f"  {second_terminal_exports(self.settings, self.data_dir, bootstrap)}")
         print("Stop with Ctrl-C.", flush=True)
 
+    def _sign_in_links(self) -> list[str]:
+        """An admin's link, and a partner's: the oldest partner, else a Demo Partner created through the API."""
+        import warnings
+
+        import httpx
+
+        from partnerhub.auth import issue_token
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            admin = issue_token(self.settings, "admin", "partnerhub-up-admin")
+        lines = [f"as staff (admin):  {sign_in_link(self.settings, admin)}"]
+        try:
+            partner, created = self._link_partner(admin)
+        except (httpx.HTTPError, ValueError, KeyError) as exc:
+            lines.append(f"(no partner link: {exc})")
+            return lines
+        if partner is None:
+            lines.append("(no partner link: the registry has no partner yet, and --no-demo-partner was given; "
+                         "create one with POST /v1/partners, then: ./run partnerhub token --role partner "
+                         "--partner-id ID --link)")
+            return lines
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            token = issue_token(self.settings, "partner", "partnerhub-up-partner", partner["id"])
+        how = "created just now through POST /v1/partners" if created else "the oldest partner of the registry"
+        lines.append(f"as partner {partner['name']} ({partner['id']}, {how}):")
+        lines.append(f"  {sign_in_link(self.settings, token)}")
+        return lines
+
+    def _link_partner(self, admin_token: str) -> tuple[dict[str, Any] | None, bool]:
+        """The partner a link is printed for, and whether it was created now; through the gateway, like a user."""
+        import httpx
+
+        headers = {"Authorization": f"Bearer {admin_token}"}
+        with httpx.Client(base_url=gateway_url(self.settings), headers=headers, timeout=30, trust_env=False) as api:
+            listed = api.get("/v1/partners", params={"limit": 1})
+            listed.raise_for_status()
+            items = listed.json()["items"]
+            if items:
+                return items[0], False
+            if not self.demo_partner:
+                return None, False
+            created = api.post("/v1/partners", json=DEMO_PARTNER, headers={"Idempotency-Key": DEMO_PARTNER_KEY})
+            if created.status_code not in {200, 201}:
+                raise ValueError(f"creating the Demo Partner answered {created.status_code}: {created.text}")
+            partner: dict[str, Any] = created.json()
+            # Active, so that its sales earn and it can apply for funds.
+            activated = api.post(f"/v1/partners/{partner['id']}/status",
+                                 json={"status": "active", "reason": "demo partner of partnerhub up"})
+            if activated.status_code == 200:
+                partner = activated.json()
+            return partner, True
+
     def _wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
-        pending = set(SERVICES)
+        pending = set(COMPONENTS)
         while pending:
             self._check_stop()
-            for service in sorted(pending):
-                process = self.processes[service]
+            for name in sorted(pending):
+                process = self.processes[name]
                 if process.poll() is not None:
-                    log = self.logs / f"{service}.log"
+                    log = self.logs / f"{name}.log"
                     raise RuntimeError(
-                        f"{service} exited with code {process.returncode}; the end of {log}:\n{_tail(log)}"
+                        f"{name} exited with code {process.returncode}; the end of {log}:\n{_tail(log)}"
                     )
                 try:
-                    url = f"{_local_url(self.settings, service)}/readyz"
-                    with urllib.request.urlopen(url, timeout=2) as response:
+                    with urllib.request.urlopen(_ready_url(self.settings, name), timeout=2) as response:
                         if response.status == 200:
-                            pending.discard(service)
+                            pending.discard(name)
                 except OSError:
                     pass
             if pending and time.monotonic() > deadline:
@@ -470,7 +564,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     if not settings.jwt_secret and not settings.jwt_public_key:
         print("warning: PARTNERHUB_JWT_SECRET is not set: the services accept tokens signed with the "
               "development secret (fine on your own machine, never anywhere else)", flush=True)
-    runtime = EmbeddedRuntime(settings, data_dir, broker_port)
+    runtime = EmbeddedRuntime(settings, data_dir, broker_port, demo_partner=not args.no_demo_partner)
     previous = {sig: signal.signal(sig, runtime.request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     code = 0
     try:
@@ -496,9 +590,12 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
 
     up = commands.add_parser(
-        "up", help="run everything on one machine: Tansu, PostgreSQL and the five services"
+        "up", help="run everything on one machine: Tansu, PostgreSQL, the five services and the gateway with the "
+                   "Partner Center"
     )
     up.add_argument("--data-dir", help="where PostgreSQL data and logs live (default $PARTNERHUB_DATA_DIR)")
+    up.add_argument("--no-demo-partner", action="store_true",
+                    help="on an empty registry, create no Demo Partner to print a partner's sign-in link for")
     up.set_defaults(func=cmd_up)
 
     serve = commands.add_parser("serve", help="run one service: its API, outbox relay and consumers")
@@ -506,6 +603,14 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
     serve.set_defaults(func=cmd_serve)
+
+    gateway = commands.add_parser(
+        "gateway", help="run the gateway: the Partner Center page (web/dist) and every /v1 path routed to the "
+                        "services, on one origin (PARTNERHUB_GATEWAY_PORT, 8000)"
+    )
+    gateway.add_argument("--host")
+    gateway.add_argument("--port", type=int)
+    gateway.set_defaults(func=cmd_gateway)
 
     migrate = commands.add_parser("migrate", help="apply each service's Alembic migrations")
     migrate.add_argument(
@@ -518,6 +623,8 @@ def main(argv: list[str] | None = None) -> int:
     token.add_argument("--partner-id")
     token.add_argument("--sub")
     token.add_argument("--ttl", type=int, default=12 * 3600, help="lifetime in seconds")
+    token.add_argument("--link", action="store_true",
+                       help="print the Partner Center's sign-in link (http://HOST:GATEWAY_PORT/#token=…) instead")
     token.set_defaults(func=cmd_token)
 
     sale = commands.add_parser(

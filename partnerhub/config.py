@@ -12,6 +12,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_JWT_SECRET = "partnerhub-dev-secret-change-me-0123456789"
 DEFAULT_PORTS = {"registry": 8001, "accounts": 8002, "incentives": 8003, "funds": 8004, "webhooks": 8005}
+# The embedded gateway: the Partner Center page and every /v1 path of the services on one origin.
+DEFAULT_GATEWAY_PORT = 8000
 
 
 class Settings(BaseSettings):
@@ -52,6 +54,9 @@ class Settings(BaseSettings):
     incentives_port: int = DEFAULT_PORTS["incentives"]
     funds_port: int = DEFAULT_PORTS["funds"]
     webhooks_port: int = DEFAULT_PORTS["webhooks"]
+    gateway_port: int = DEFAULT_GATEWAY_PORT
+    # The built Partner Center page the embedded gateway serves (default: web/dist of the source tree).
+    web_dir: Path | None = None
     registry_url: str | None = None
     registry_timeout_seconds: float = 2.0
 

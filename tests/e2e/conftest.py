@@ -42,7 +42,10 @@ INHERITED = (
     "PARTNERHUB_DATA_DIR",
     *(f"PARTNERHUB_{s.upper()}_DATABASE_URL" for s in SERVICES),
     *(f"PARTNERHUB_{s.upper()}_PORT" for s in SERVICES),
+    "PARTNERHUB_GATEWAY_PORT",
 )
+# What `up` listens on: the five services and the gateway.
+COMPONENTS = (*SERVICES, "gateway")
 
 
 @dataclass
@@ -58,8 +61,8 @@ class Hub:
 
     def __post_init__(self) -> None:
         if not self.ports:
-            *services, self.broker_port = free_ports(len(SERVICES) + 1)
-            self.ports = dict(zip(SERVICES, services, strict=True))
+            *components, self.broker_port = free_ports(len(COMPONENTS) + 1)
+            self.ports = dict(zip(COMPONENTS, components, strict=True))
 
     @property
     def bootstrap(self) -> str:
