@@ -87,7 +87,7 @@ const Row = memo(function Row<T>({ row, columns }: { row: T; columns: Column<T>[
     <tr>
       {columns.map((column) => (
         <td key={column.header} data-label={column.header} className={column.className}>
-          {column.cell(row)}
+          <div className="cell">{column.cell(row)}</div>
         </td>
       ))}
     </tr>

@@ -152,7 +152,7 @@ function Totals({ statement }: { statement: Statement }) {
 
 function AccrualTable({ accruals, ledger, causes, period }: { accruals: Accrual[]; ledger: LedgerEntry[]; causes: Record<string, Cause>; period: string }) {
   const columns: Column<Accrual>[] = [
-    { header: "Sale", cell: (a) => <span className="mono">{a.sale_id}</span> },
+    { header: "Sale", cell: (a) => <span className="mono nowrap">{a.sale_id}</span> },
     { header: "Program", cell: (a) => a.program_code ?? "—" },
     {
       header: "Sale amount",

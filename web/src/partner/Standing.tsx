@@ -41,7 +41,7 @@ export function Standing({ partnerId }: { partnerId: string }) {
                 rowKey={(t) => `${t.effective_from}:${t.recorded_at}`}
                 columns={[
                   { header: "Tier", cell: (t) => <Badge value={t.tier} /> },
-                  { header: "From", cell: (t) => <When value={t.effective_from} dateOnly /> },
+                  { header: "From", cell: (t) => (t.effective_from.startsWith("1970-01-01") ? "the start" : <When value={t.effective_from} dateOnly />) },
                   { header: "Until", cell: (t) => (t.until ? <When value={t.until} dateOnly /> : "now") },
                 ]}
               />
