@@ -1,4 +1,6 @@
-"""The gateway sends every path of the five services' OpenAPI documents to the service that serves it."""
+"""The gateway sends every path of the five services' OpenAPI documents to the service that serves it, and serves
+the Partner Center page at every other path: nginx (compose, the cluster) and the embedded gateway of `partnerhub up`
+alike, both from partnerhub.routing's one table."""
 
 from __future__ import annotations
 
@@ -19,6 +21,8 @@ import httpx
 import pytest
 
 from partnerhub import SERVICES
+from partnerhub.gateway import ASSET_CACHE, CONTENT_SECURITY_POLICY, INDEX_CACHE
+from partnerhub.routing import RULES, service_for
 from tests.deploy.support import (
     GATEWAY_TEMPLATE,
     Directive,
@@ -77,6 +81,8 @@ CONTRACT_ROUTES = {
     "/v1/fund-claims/c1/decision": "funds",
 }
 NOT_ROUTED = ["/", "/v1", "/v1/unknown", "/v1/partnersX", "/v1/fundsy", "/v1/webhooksy", "/metrics", "/healthz/x"]
+# The Partner Center's own paths: the page (index.html), never a service.
+PAGE_PATHS = ["/", "/index.html", "/partners/p1", "/staff/queues", "/metrics", "/healthz/x", "/registry"]
 
 
 @pytest.fixture(scope="module")
@@ -157,6 +163,52 @@ def test_unknown_paths_are_not_proxied(server: Directive, upstreams: dict[str, s
         assert routed_to(server, upstreams, path) is None, path
 
 
+def expected_routes(openapi_paths: dict[str, list[str]]) -> dict[str, str]:
+    expected = dict(CONTRACT_ROUTES)
+    for service, templates in openapi_paths.items():
+        expected.update({concrete_path(t): service for t in templates})
+    return expected
+
+
+def test_the_shared_routing_table_agrees_with_the_contract_and_every_service(
+    openapi_paths: dict[str, list[str]]
+) -> None:
+    """The embedded gateway routes with partnerhub.routing: every contract path and every OpenAPI path."""
+    expected = expected_routes(openapi_paths)
+    assert {path: service_for(path) for path in expected} == expected
+    assert {path: service_for(path) for path in NOT_ROUTED} == dict.fromkeys(NOT_ROUTED)
+
+
+def test_nginx_holds_the_shared_routing_table_rule_for_rule(server: Directive, upstreams: dict[str, str]) -> None:
+    """One source of truth: nginx's /v1 regular-expression locations are partnerhub.routing.RULES, in order."""
+    in_nginx = []
+    for location in server.find("location"):
+        if location.args[0] in {"~", "~*"}:
+            target = proxy_target(server, location)
+            assert target is not None, location.args
+            in_nginx.append((location.args[1], upstreams[target[0]]))
+    assert in_nginx == [(rule.pattern, rule.service) for rule in RULES]
+
+
+def _page_headers(location: Directive) -> dict[str, str]:
+    return {d.args[0]: d.args[1] for d in location.find("add_header")}
+
+
+def test_nginx_serves_the_page_with_the_embedded_gateways_headers(server: Directive) -> None:
+    assert server.first("root") is not None and server.first("root").args == ["/usr/share/nginx/html"]
+    for path in PAGE_PATHS:
+        location = match_location(server, path)
+        assert location is not None and location.args == ["/"], path
+    page = _page_headers(match_location(server, "/"))  # type: ignore[arg-type]
+    asset = _page_headers(match_location(server, "/assets/index-3f2b6c1e.js"))  # type: ignore[arg-type]
+    for headers in (page, asset):
+        assert headers["Content-Security-Policy"] == CONTENT_SECURITY_POLICY
+        assert headers["X-Content-Type-Options"] == "nosniff"
+        assert headers["Referrer-Policy"] == "no-referrer"
+    assert page["Cache-Control"] == INDEX_CACHE
+    assert asset["Cache-Control"] == ASSET_CACHE
+
+
 def test_each_services_docs_are_served_under_its_name(server: Directive, upstreams: dict[str, str]) -> None:
     for name in SERVICES:
         for public, upstream_path in ((f"/{name}/openapi.json", "/openapi.json"), (f"/{name}/docs", "/docs")):
@@ -184,15 +236,15 @@ def test_a_real_nginx_routes_every_path(tmp_path: Path, nginx_cache: Path, opena
         env = {f"GATEWAY_{name.upper()}_UPSTREAM": f"127.0.0.1:{port}" for name, (port, _) in stubs.items()}
         env["NGINX_LOCAL_RESOLVERS"] = "127.0.0.1"
         port = _free_port()
+        # nginx's workers may run as another user (nobody, under root): a folder they can read.
+        web = _built_page(Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="phweb", dir="/tmp"))))
         rendered = render_template(GATEWAY_TEMPLATE.read_text(), env).replace(
             "listen 8080;", f"listen 127.0.0.1:{port};"
-        )
+        ).replace("root /usr/share/nginx/html;", f"root {web};")
         base = stack.enter_context(_running_nginx(nginx, tmp_path, rendered, port))
         client = stack.enter_context(httpx.Client(base_url=base, timeout=10))
 
-        expected = dict(CONTRACT_ROUTES)
-        for service, templates in openapi_paths.items():
-            expected.update({concrete_path(t): service for t in templates})
+        expected = expected_routes(openapi_paths)
         traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
         for path, service in expected.items():
             response = client.get(f"{path}?limit=5", headers={"traceparent": traceparent})
@@ -214,6 +266,24 @@ def test_a_real_nginx_routes_every_path(tmp_path: Path, nginx_cache: Path, opena
         assert missing.headers["content-type"].startswith("application/problem+json")
         assert missing.json()["status"] == 404
         assert client.get("/healthz").json() == {"status": "ok", "service": "gateway"}
+
+        index = (web / "index.html").read_bytes()
+        for path in PAGE_PATHS:
+            page = client.get(path)
+            assert page.status_code == 200 and page.content == index, path
+            assert page.headers["content-security-policy"] == CONTENT_SECURITY_POLICY
+            assert page.headers["cache-control"] == INDEX_CACHE
+            assert page.headers["x-content-type-options"] == "nosniff"
+            assert page.headers["referrer-policy"] == "no-referrer"
+        asset = client.get("/assets/index-3f2b6c1e.js")
+        assert asset.status_code == 200 and asset.text == (web / "assets" / "index-3f2b6c1e.js").read_text()
+        assert asset.headers["cache-control"] == ASSET_CACHE
+        assert asset.headers["content-type"].startswith("application/javascript")
+        no_asset = client.get("/assets/index-00000000.js")
+        assert no_asset.status_code == 404
+        assert no_asset.headers["content-type"].startswith("application/problem+json")
+        api = client.get("/v1/partners")
+        assert api.headers["x-content-type-options"] == "nosniff" and "content-security-policy" not in api.headers
 
         stubs["funds"][1].shutdown()
         stubs["funds"][1].server_close()
@@ -253,6 +323,17 @@ def nginx_cache(request: pytest.FixtureRequest) -> Path:
     return Path(cache.mkdir("nginx"))
 
 
+def _built_page(directory: Path) -> Path:
+    """What web/dist holds after a build, in miniature: index.html naming a hashed asset."""
+    directory.chmod(0o755)
+    (directory / "assets").mkdir(parents=True)
+    (directory / "index.html").write_text(
+        '<!doctype html><html><head><script type="module" src="/assets/index-3f2b6c1e.js"></script></head>'
+        '<body><div id="root"></div></body></html>\n')
+    (directory / "assets" / "index-3f2b6c1e.js").write_text('document.getElementById("root").textContent = "hi";\n')
+    return directory
+
+
 def _main_config(directory: Path, rendered: str, daemon: bool = True) -> Path:
     site = directory / "gateway.conf"
     site.write_text(rendered)
@@ -268,6 +349,7 @@ def _main_config(directory: Path, rendered: str, daemon: bool = True) -> Path:
         f"  fastcgi_temp_path {temp['fastcgi']};\n  uwsgi_temp_path {temp['uwsgi']};\n"
         f"  scgi_temp_path {temp['scgi']};\n"
         f"  access_log {directory / 'access.log'};\n"
+        "  types { text/html html; text/css css; application/javascript js; image/svg+xml svg; }\n"
         f"  include {site};\n"
         "}\n"
     )
