@@ -58,7 +58,7 @@ async def deliveries(client: httpx.AsyncClient, headers: dict[str, str], subscri
             return found
 
 
-async def arrived(receiver: Receiver, path: str, count: int, within: float = 30) -> None:
+async def arrived(receiver: Receiver, path: str, count: int, within: float = 90) -> None:
     await eventually(lambda: len(receiver.at(path)) >= count, within=within)
 
 

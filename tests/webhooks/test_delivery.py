@@ -26,7 +26,7 @@ async def delivered(client: httpx.AsyncClient, headers: dict[str, str], subscrip
     async def check() -> bool:
         return len(await deliveries(client, headers, subscription_id, "delivered")) >= count
 
-    await eventually(check, within=30)
+    await eventually(check, within=90)
 
 
 async def test_an_event_is_posted_as_its_cloudevent_signed_per_standard_webhooks(
