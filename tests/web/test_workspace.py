@@ -265,6 +265,47 @@ def test_a_reclassification_by_staff_reaches_the_partners_open_page_without_a_re
     assert marker and partner_page.evaluate("window.__notReloaded === true")
 
 
+def test_an_fx_rate_and_its_correction_reach_the_partners_open_page_with_their_cause(
+    workspace: Workspace, story: Story, page: Any, browser: Any
+) -> None:
+    """A THB sale under a programme settling in USD waits for its rate; staff enter it, then correct it, in the
+    staff UI; the partner's page, never reloaded, prices the sale and then shows the correction and its cause."""
+    sku, program, sale = f"SERVICES-{story.sku}", f"USD-{story.program}", story.sale_id("THB")
+    with workspace.api("admin") as api:
+        ok(api.put(f"/v1/products/{sku}", json={"name": "Services", "category": "services", "rebate_eligible": True}))
+        ok(api.post("/v1/programs", json={
+            "code": program, "name": "Services rebate, paid in USD", "kind": "base_rebate",
+            "valid_from": "2020-01-01T00:00:00Z", "settlement_currency": "USD",
+            "rules": [{"category": "services", "rate": "0.05"}]}))
+        workspace.publish_sale(sale_id=sale, partner_id=story.partner_id, account_id=story.account_id, sku=sku,
+                               amount="100000.00", currency="THB")
+    page.goto(workspace.link("partner", story.partner_id))
+    row = page.get_by_role("row").filter(has_text=sale)
+    row.get_by_text("exchange rate").wait_for()
+
+    staff_context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="en-US", timezone_id="UTC")
+    try:
+        staff = staff_context.new_page()
+        open_as(staff, workspace, "admin", None, "#/staff/fx")
+        form = staff.locator("form").filter(has=staff.get_by_role("button", name="Save rate"))
+        for rate in ("0.0283", "0.0290"):
+            form.get_by_label("Base currency").fill("THB")
+            form.get_by_label("Quote currency").fill("USD")
+            form.get_by_label("Rate", exact=True).fill(rate)
+            form.get_by_label("Effective from (UTC)").fill(f"{story.this_period}-01T00:00")
+            clicked = time.monotonic()
+            form.get_by_role("button", name="Save rate").click()
+            row.get_by_text("$141.50" if rate == "0.0283" else "$145.00").wait_for()
+            shown = (time.monotonic() - clicked) * 1000
+            print(f"\nFX rate {rate}: {shown:.0f} ms from the staff's click to the partner's new figure")
+        staff.get_by_role("table", name="THB/USD: every rate entered").get_by_text("0.0283").first.wait_for()
+    finally:
+        staff_context.close()
+    row.get_by_text("at 0.029").first.wait_for()
+    row.get_by_text("correcting 0.0283").wait_for()
+    page.get_by_role("listitem").filter(has_text="The THB/USD rate from").filter(has_text="+$3.50").first.wait_for()
+
+
 def test_staff_approve_a_fund_request_and_settle_a_dispute_and_the_partner_sees_the_outcome(
     workspace: Workspace, story: Story, page: Any, browser: Any
 ) -> None:

@@ -235,6 +235,7 @@ function CompleteForm({ request: r, onDone }: { request: FundRequest; onDone: ()
             return "Completed.";
           });
           if (ok) onDone();
+          else etag.reload();
         }}
       >
         Confirm: complete this request

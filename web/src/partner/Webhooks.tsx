@@ -6,6 +6,7 @@ import {
   Badge, Checkbox, DataTable, Empty, FormStatus, LoadMore, Loaded, ProblemAlert, Section, TextField, When, formList, formValues,
   useEtagOf, useSubmit,
 } from "../components";
+import { localInputToUtc } from "../format";
 import { usePagedList } from "../hooks";
 import { EVENT_TYPES, type Delivery, type Subscription } from "../types";
 
@@ -123,6 +124,7 @@ function Manage({ subscription: s }: { subscription: Subscription }) {
   const etag = useEtagOf(resource);
   const submit = useSubmit();
   const [confirmDelete, setConfirmDelete] = useState(false);
+  const [secret, setSecret] = useState<string | null>(null);
   const next = s.status === "active" ? "paused" : "active";
   return (
     <div className="inline-form" role="group" aria-label={`Manage ${s.url}`}>
@@ -131,10 +133,13 @@ function Manage({ subscription: s }: { subscription: Subscription }) {
         <button
           type="button"
           disabled={submit.busy || !etag.ready}
-          onClick={() => submit.run(async () => {
-            await request<Subscription>(resource, { method: "PATCH", body: { status: next }, resource });
-            return next === "paused" ? "Paused: events are kept and delivered when you resume." : "Resumed.";
-          })}
+          onClick={async () => {
+            await submit.run(async () => {
+              await request<Subscription>(resource, { method: "PATCH", body: { status: next }, resource });
+              return next === "paused" ? "Paused: nothing is delivered while paused (a replay fills the gap)." : "Resumed.";
+            });
+            etag.reload();
+          }}
         >
           {s.status === "active" ? "Pause" : "Resume"}
         </button>
@@ -147,16 +152,53 @@ function Manage({ subscription: s }: { subscription: Subscription }) {
             type="button"
             className="danger"
             disabled={submit.busy || !etag.ready}
-            onClick={() => submit.run(async () => {
-              await request(resource, { method: "DELETE", resource });
-              return "Deleted: nothing more is delivered to it.";
-            })}
+            onClick={async () => {
+              const ok = await submit.run(async () => {
+                await request(resource, { method: "DELETE", resource });
+                return "Deleted: nothing more is delivered to it.";
+              });
+              if (!ok) etag.reload();
+            }}
           >
             Confirm delete
           </button>
         )}
       </div>
       <FormStatus submit={submit} />
+      <form
+        className="form"
+        onSubmit={(event) => {
+          event.preventDefault();
+          const since = localInputToUtc(formValues(event.currentTarget).since);
+          void submit.run(async () => {
+            const answer = await request<{ deliveries: number }>(`${resource}/replay`, { method: "POST", body: { since } });
+            return `Replaying ${answer.deliveries} event(s) since then.`;
+          });
+        }}
+      >
+        <TextField label="Deliver again every matching event since (UTC)" name="since" type="datetime-local" required error={submit.fieldErrors.since} />
+        <button type="submit" className="secondary" disabled={submit.busy}>Replay</button>
+      </form>
+      <div className="actions">
+        <button
+          type="button"
+          className="secondary"
+          disabled={submit.busy}
+          onClick={() => submit.run(async () => {
+            const answer = await request<{ secret: string }>(`${resource}/secret`, { method: "POST" });
+            setSecret(answer.secret);
+            return "New signing secret made: the old one keeps signing alongside it for 24 hours.";
+          })}
+        >
+          Rotate the signing secret
+        </button>
+      </div>
+      {secret && (
+        <div className="secret" role="note">
+          <p><strong>New signing secret — shown only now:</strong></p>
+          <code className="mono">{secret}</code>
+        </div>
+      )}
     </div>
   );
 }

@@ -91,10 +91,12 @@ function EndProgram({ code }: { code: string }) {
       onSubmit={(event) => {
         event.preventDefault();
         const v = formValues(event.currentTarget);
-        void submit.run(async () => {
-          await request<Program>(resource, { method: "PATCH", body: { valid_to: localInputToUtc(v.valid_to) }, resource });
-          return `${code} now ends then.`;
-        });
+        void submit
+          .run(async () => {
+            await request<Program>(resource, { method: "PATCH", body: { valid_to: localInputToUtc(v.valid_to) }, resource });
+            return `${code} now ends then.`;
+          })
+          .then(() => etag.reload());
       }}
     >
       <TextField label="Valid to (UTC)" name="valid_to" type="datetime-local" required defaultValue={nowInput()} error={submit.fieldErrors.valid_to} />

@@ -45,6 +45,7 @@ export function DecisionForm({
           return message;
         });
         if (ok) onDecided?.(message);
+        else if (withEtag) etag.reload(); // a 412: read it again before the next try
       }}
     >
       {withEtag && <ProblemAlert error={etag.error} />}

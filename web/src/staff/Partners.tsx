@@ -220,7 +220,7 @@ function PartnerDetail({ id }: { id: string }) {
                   { header: "When", cell: (h) => <When value={h.at} /> },
                   { header: "Change", cell: (h) => humanize(h.change) },
                   { header: "By", cell: (h) => h.actor },
-                  { header: "Detail", cell: (h) => <span className="mono small">{JSON.stringify(h.detail)}</span>, className: "wide" },
+                  { header: "Detail", cell: (h) => <DetailList detail={h.detail} />, className: "wide" },
                 ]}
               />
             </Section>
@@ -228,5 +228,19 @@ function PartnerDetail({ id }: { id: string }) {
         )}
       </Loaded>
     </>
+  );
+}
+
+function DetailList({ detail }: { detail: Record<string, unknown> }) {
+  const entries = Object.entries(detail).filter(([, value]) => value !== null && value !== undefined && value !== "");
+  if (!entries.length) return <>—</>;
+  return (
+    <ul className="plain small">
+      {entries.map(([key, value]) => (
+        <li key={key}>
+          {humanize(key)}: {typeof value === "object" ? Object.entries(value as Record<string, unknown>).map(([k, v]) => `${humanize(k)} ${String(v)}`).join(", ") : String(value)}
+        </li>
+      ))}
+    </ul>
   );
 }
