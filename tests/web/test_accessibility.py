@@ -76,6 +76,14 @@ def test_the_sign_in_screen_has_no_serious_violation(workspace: Workspace, page:
     page.get_by_label("Bearer token").fill(workspace.token("admin"))
     page.get_by_role("button", name="Sign in").click()
     page.get_by_role("heading", name="Review queues", level=1).wait_for()
+    page.get_by_role("button", name="Sign out").click()
+    page.get_by_label("Bearer token").wait_for()
+    assert page.evaluate("sessionStorage.getItem('partnerhub.token')") is None
+    # A token the APIs refuse (its signature altered) returns to the sign-in screen with the problem's detail.
+    head, payload, signature = workspace.token("admin").split(".")
+    page.goto(f"{workspace.url}/#token={head}.{payload}.{signature[::-1]}")
+    page.get_by_role("alert").get_by_text("Signed out:").wait_for()
+    page.get_by_label("Bearer token").wait_for()
 
 
 def test_partner_screens_have_no_serious_violation(workspace: Workspace, story: Story, page: Any) -> None:

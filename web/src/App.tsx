@@ -66,6 +66,15 @@ function initialSession(): { session: Session | null; problem: string } {
 export function App() {
   const [{ session, problem }, setAuth] = useState(initialSession);
 
+  // A sign-in link opened while the page is already open (only the fragment changes: no reload).
+  useEffect(() => {
+    const onHash = () => {
+      if (window.location.hash.startsWith("#token=")) setAuth(initialSession());
+    };
+    window.addEventListener("hashchange", onHash);
+    return () => window.removeEventListener("hashchange", onHash);
+  }, []);
+
   const signOut = useCallback((why = "") => {
     clearToken();
     configureApi(null, () => undefined);
