@@ -425,7 +425,7 @@ class EmbeddedRuntime:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             admin = issue_token(self.settings, "admin", "partnerhub-up-admin")
-        lines = [f"as staff (admin):  {sign_in_link(self.settings, admin)}"]
+        lines = ["as staff (admin):", f"  {sign_in_link(self.settings, admin)}"]
         try:
             partner, created = self._link_partner(admin)
         except (httpx.HTTPError, ValueError, KeyError) as exc:

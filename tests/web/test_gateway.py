@@ -5,12 +5,17 @@ built answering what happened instead of a 500."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import re
+import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -163,13 +168,13 @@ def test_the_page_loads_in_a_browser_without_refusals(workspace: Workspace, page
 
 # --- a gateway of its own: no services behind it, a page built or not --------------------------------------------
 @contextlib.contextmanager
-def lone_gateway(web_dir: Path) -> Iterator[str]:
-    """`partnerhub gateway` with nothing listening on the services' ports."""
+def lone_gateway(web_dir: Path, ports: dict[str, int] | None = None) -> Iterator[str]:
+    """`partnerhub gateway` with nothing listening on the services' ports (but those given)."""
     gateway, *services = free_ports(6)
     env = {"PATH": "/usr/bin:/bin", "PARTNERHUB_WEB_DIR": str(web_dir), "PARTNERHUB_GATEWAY_PORT": str(gateway),
            "PARTNERHUB_JWT_SECRET": "x" * 40}
     for name, port in zip(LISTS, services, strict=True):
-        env[f"PARTNERHUB_{name.upper()}_PORT"] = str(port)
+        env[f"PARTNERHUB_{name.upper()}_PORT"] = str((ports or {}).get(name, port))
     process = subprocess.Popen([sys.executable, "-m", "partnerhub.cli", "gateway"], cwd=ROOT, env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
@@ -204,3 +209,88 @@ def test_a_gateway_without_its_services_or_page_says_what_is_missing(tmp_path: P
         for sneaky in ("/%2e%2e/outside.txt", "/assets/%2e%2e/%2e%2e/outside.txt", "/..%2foutside.txt"):
             answer = client.get(sneaky)
             assert "not served" not in answer.text, sneaky
+
+
+class Recorder(BaseHTTPRequestHandler):
+    """A stand-in service: answers 418 with what reached it (headers, path, body digest) and two cookies."""
+
+    protocol_version = "HTTP/1.1"
+
+    def _answer(self) -> None:
+        if self.headers.get("transfer-encoding", "").lower() == "chunked":
+            body = b""
+            while (size := int(self.rfile.readline().strip(), 16)) > 0:
+                body += self.rfile.read(size)
+                self.rfile.readline()
+            self.rfile.readline()
+        else:
+            body = self.rfile.read(int(self.headers.get("content-length") or 0))
+        seen = json.dumps({
+            "method": self.command, "path": self.path, "headers": [[k.lower(), v] for k, v in self.headers.items()],
+            "body_sha256": hashlib.sha256(body).hexdigest(), "body_length": len(body),
+        }).encode()
+        self.send_response(418)
+        self.send_header("Content-Type", "application/problem+json")
+        self.send_header("Content-Length", str(len(seen)))
+        self.send_header("Set-Cookie", "a=1")
+        self.send_header("Set-Cookie", "b=2")
+        self.send_header("Keep-Alive", "timeout=5")
+        self.send_header("X-Service", "recorder")
+        self.end_headers()
+        self.wfile.write(seen)
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _answer
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def test_the_gateway_passes_requests_and_answers_through_unchanged(tmp_path: Path) -> None:
+    recorder = ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
+    threading.Thread(target=recorder.serve_forever, daemon=True).start()
+    try:
+        with lone_gateway(tmp_path, {"registry": recorder.server_address[1]}) as url, \
+                httpx.Client(base_url=url, timeout=30) as client:
+            body = bytes(range(256)) * 8192  # 2 MiB, sent in chunks of unknown total length
+            answer = client.post(
+                "/v1/partners/p%2F1/status?b=%20x&a=1&a=2", content=iter([body[:1000], body[1000:]]),
+                headers={"Content-Type": "application/json", "X-Custom": "kept",
+                         "Connection": "keep-alive, X-Hop", "X-Hop": "dropped", "TE": "trailers",
+                         "Traceparent": f"00-{'1' * 32}-{'2' * 16}-01"})
+            seen = answer.json()
+            headers = dict(seen["headers"])
+            assert answer.status_code == 418
+            assert answer.headers["content-type"] == "application/problem+json"
+            assert answer.headers.get_list("set-cookie") == ["a=1", "b=2"]
+            assert answer.headers["x-service"] == "recorder" and "keep-alive" not in answer.headers
+            assert seen["method"] == "POST" and seen["path"] == "/v1/partners/p%2F1/status?b=%20x&a=1&a=2"
+            assert (seen["body_length"], seen["body_sha256"]) == (len(body), hashlib.sha256(body).hexdigest())
+            assert headers["x-custom"] == "kept" and headers["traceparent"].startswith("00-111")
+            assert "x-hop" not in headers and "te" not in headers
+            assert headers["x-forwarded-for"] == "127.0.0.1" and headers["x-request-id"]
+            assert headers["host"] == url.removeprefix("http://")
+
+            fixed = client.put("/v1/partners/p1/tier", json={"tier": "gold"})
+            assert fixed.json()["body_length"] == len(b'{"tier":"gold"}')
+            got = client.get("/v1/partners", params={"limit": 5})
+            assert got.json()["method"] == "GET" and got.json()["body_length"] == 0
+            assert "transfer-encoding" not in dict(got.json()["headers"]), "a GET is sent without a body"
+    finally:
+        recorder.shutdown()
+        recorder.server_close()
+
+
+def test_up_refuses_a_busy_gateway_port_before_anything_starts() -> None:
+    from partnerhub.cli import check_service_ports
+    from partnerhub.config import Settings
+
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        busy = holder.getsockname()[1]
+        others = dict(zip(LISTS, free_ports(5), strict=True))
+        settings = Settings(gateway_port=busy, **{f"{name}_port": port for name, port in others.items()})
+        with pytest.raises(RuntimeError, match=rf"gateway 127\.0\.0\.1:{busy} \(PARTNERHUB_GATEWAY_PORT\)"):
+            check_service_ports(settings)
+    with pytest.raises(RuntimeError, match="both set to port"):
+        check_service_ports(Settings(gateway_port=others["funds"], **{f"{n}_port": p for n, p in others.items()}))
