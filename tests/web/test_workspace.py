@@ -372,6 +372,31 @@ def test_staff_approve_a_fund_request_and_settle_a_dispute_and_the_partner_sees_
         assert (settled["status"], settled["settlement"]["amount"]) == ("accepted", "7.50")
 
 
+def test_a_partner_subscribes_a_webhook_sees_its_secret_once_and_pauses_it(
+    workspace: Workspace, story: Story, page: Any
+) -> None:
+    open_as(page, workspace, "partner", story.partner_id, "#/webhooks")
+    form = page.locator("form").filter(has=page.get_by_role("button", name="Create subscription"))
+    form.get_by_label("Receiver URL").fill("http://127.0.0.1:9/partner-hooks")
+    form.get_by_label("accrual.adjusted").check()
+    form.get_by_label("dispute.resolved").check()
+    form.get_by_role("button", name="Create subscription").click()
+    form.get_by_text("whsec_").wait_for()
+    card = page.get_by_role("listitem").filter(has_text="http://127.0.0.1:9/partner-hooks")
+    card.get_by_text("accrual.adjusted, dispute.resolved").wait_for()
+    card.get_by_role("button", name="Manage").click()
+    card.get_by_role("button", name="Pause").click()
+    card.get_by_text("paused", exact=True).wait_for()
+    card.get_by_role("button", name="Resume").click()
+    card.get_by_text("active", exact=True).wait_for()
+    card.get_by_role("button", name="Deliveries").click()
+    card.get_by_text("Nothing delivered yet").or_(card.get_by_role("table")).first.wait_for()
+    with workspace.api("partner", story.partner_id) as api:
+        subscriptions = ok(api.get("/v1/webhooks"))["items"]
+    mine = next(s for s in subscriptions if s["url"] == "http://127.0.0.1:9/partner-hooks")
+    assert (mine["status"], mine["partner_id"], "secret" in mine) == ("active", story.partner_id, False)
+
+
 def test_an_answer_the_api_refuses_shows_the_problems_detail_next_to_the_field(
     workspace: Workspace, story: Story, page: Any
 ) -> None:

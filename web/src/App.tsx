@@ -21,6 +21,7 @@ import { Catalogue } from "./staff/Catalogue";
 import { FxRates } from "./staff/FxRates";
 import { Recalculations } from "./staff/Recalculations";
 import { Periods } from "./staff/Periods";
+import { StaffFunds } from "./staff/Funds";
 
 interface View {
   path: string;
@@ -43,6 +44,7 @@ const STAFF_VIEWS: View[] = [
   { path: "partners", label: "Partners", title: "Partners", render: ({ rest }) => <StaffPartners selected={rest[0]} /> },
   { path: "accounts", label: "Accounts", title: "Accounts", render: ({ rest }) => <StaffAccounts selected={rest[0]} /> },
   { path: "catalogue", label: "Programs & products", title: "Programs and products", render: () => <Catalogue /> },
+  { path: "funds", label: "Funds", title: "Marketing funds", render: () => <StaffFunds /> },
   { path: "fx", label: "FX rates", title: "FX rates", render: () => <FxRates /> },
   { path: "recalculations", label: "Recalculations", title: "Recalculation runs", render: () => <Recalculations /> },
   { path: "periods", label: "Period close", title: "Period close", render: () => <Periods /> },

@@ -182,7 +182,13 @@ export function usePagedList<T>(
     }
     // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [nextCursor]);
-  const items = first.data ? [...first.data.items, ...more.items] : undefined;
+  // A list that grew at its head while more pages were loaded repeats an item at the page boundary: shown once.
+  const firstItems = first.data?.items;
+  let items: T[] | undefined;
+  if (firstItems) {
+    const shown = new Set(firstItems.map(identity));
+    items = [...firstItems, ...more.items.filter((item) => !shown.has(identity(item)))];
+  }
   return {
     items,
     error: first.error ?? more.error,
@@ -192,4 +198,14 @@ export function usePagedList<T>(
     loadMore,
     refresh: first.refresh,
   };
+}
+
+function identity(item: unknown): string {
+  if (item && typeof item === "object") {
+    const record = item as Record<string, unknown>;
+    for (const key of ["id", "entry_id", "code", "sku"]) {
+      if (typeof record[key] === "string") return `${key}:${record[key]}`;
+    }
+  }
+  return JSON.stringify(item);
 }

@@ -5,6 +5,7 @@ import { getPage } from "../api";
 import { Badge, Empty, JumpLink, LoadMore, Loaded, Money, Section, When } from "../components";
 import { formatPeriod } from "../format";
 import { usePagedList } from "../hooks";
+import { usePartnerNameOf } from "../names";
 import type { Claim, Dispute, FundRequest, Registration } from "../types";
 import { DecisionForm } from "./Decision";
 
@@ -22,11 +23,8 @@ function Toggle({ open, onToggle, label }: { open: boolean; onToggle: () => void
 }
 
 function PartnerLink({ id }: { id: string }) {
-  return (
-    <a href={`#/staff/partners/${encodeURIComponent(id)}`} className="mono">
-      {id.slice(0, 8)}
-    </a>
-  );
+  const name = usePartnerNameOf(id);
+  return <a href={`#/staff/partners/${encodeURIComponent(id)}`}>{name ?? id.slice(0, 8)}</a>;
 }
 
 export function Queues() {
