@@ -16,8 +16,8 @@ pytestmark = pytest.mark.browser
 
 AXE = ROOT / "web" / "node_modules" / "axe-core" / "axe.min.js"
 PARTNER_SCREENS = ["#/earnings", "#/standing", "#/accounts", "#/funds", "#/statements", "#/webhooks"]
-STAFF_SCREENS = ["#/staff/queues", "#/staff/partners", "#/staff/accounts", "#/staff/catalogue", "#/staff/fx",
-                 "#/staff/recalculations", "#/staff/periods", "#/staff/webhooks"]
+STAFF_SCREENS = ["#/staff/queues", "#/staff/partners", "#/staff/accounts", "#/staff/catalogue", "#/staff/funds",
+                 "#/staff/fx", "#/staff/recalculations", "#/staff/periods", "#/staff/webhooks"]
 PHONE_PARTNER_SCREENS = ["#/earnings", "#/funds", "#/statements"]
 PHONE_STAFF_SCREENS = ["#/staff/queues", "#/staff/partners"]
 

@@ -210,6 +210,12 @@ def test_a_partner_sees_its_earnings_applies_for_mdf_claims_downloads_and_disput
     assert (line["kind"], line["program_code"], line["amount"], line["currency"]) == (
         "original", story.program, "600.00", "USD")
 
+    with page.expect_download() as downloading:
+        page.get_by_role("button", name="Download PDF").click()
+    pdf = tmp_path / downloading.value.suggested_filename
+    downloading.value.save_as(pdf)
+    assert pdf.name.endswith(f"{story.last_period}.pdf") and pdf.read_bytes().startswith(b"%PDF")
+
     # A dispute about that sale under that program.
     page.get_by_role("button", name="Dispute…").click()
     dispute = page.get_by_role("form", name=f"Dispute the statement for {month_name(story.last_period)}")
@@ -222,6 +228,9 @@ def test_a_partner_sees_its_earnings_applies_for_mdf_claims_downloads_and_disput
     disputes = page.get_by_role("table", name="Your disputes and their outcome")
     disputes.get_by_role("row").filter(has_text=story.last_sale).get_by_text("open", exact=True).wait_for()
     screenshot(page, "partner-statements")
+    page.get_by_role("button", name="Confirm statement").click()
+    page.get_by_text(f"You confirmed the statement for {month_name(story.last_period)}.").wait_for()
+    page.get_by_text("Confirmed by").wait_for()
     with workspace.api("admin") as api:
         opened = ok(api.get("/v1/disputes", params={"partner_id": story.partner_id, "status": "open"}))["items"]
     assert any(d["sale_id"] == story.last_sale and d["claimed_amount"] == "12.50" for d in opened)
