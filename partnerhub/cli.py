@@ -424,7 +424,7 @@ class EmbeddedRuntime:
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            admin = issue_token(self.settings, "admin", "partnerhub-up-admin")
+            admin = issue_token(self.settings, "admin")
         lines = ["as staff (admin):", f"  {sign_in_link(self.settings, admin)}"]
         try:
             partner, created = self._link_partner(admin)
@@ -438,7 +438,7 @@ class EmbeddedRuntime:
             return lines
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            token = issue_token(self.settings, "partner", "partnerhub-up-partner", partner["id"])
+            token = issue_token(self.settings, "partner", None, partner["id"])
         how = "created just now through POST /v1/partners" if created else "the oldest partner of the registry"
         lines.append(f"as partner {partner['name']} ({partner['id']}, {how}):")
         lines.append(f"  {sign_in_link(self.settings, token)}")
