@@ -59,7 +59,7 @@ def month_start(moment: datetime) -> datetime:
 
 def screenshot(page: Any, name: str) -> None:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True, animations="disabled")
 
 
 @dataclass
@@ -169,7 +169,6 @@ def test_a_partner_sees_its_earnings_applies_for_mdf_claims_downloads_and_disput
     last_row.get_by_text("$600.00").wait_for()
     last_row.get_by_text("pays 0.05 x 12000.00 USD = 600.00 USD").wait_for()
     page.get_by_role("row").filter(has_text=story.this_sale).get_by_text("$100.00").wait_for()
-    screenshot(page, "partner-earnings")
 
     # MDF: 10 % of 14,000.00 earned; 400.00 fits, so it is approved at once; then a claim against it.
     page.get_by_role("navigation", name="Workspace").get_by_role("link", name="Funds").click()
@@ -271,6 +270,7 @@ def test_a_reclassification_by_staff_reaches_the_partners_open_page_without_a_re
     changes.wait_for()
     cause = partner_page.get_by_role("listitem").filter(has_text="moved to the SMB segment")
     cause.filter(has_text="+$60.00").first.wait_for()
+    screenshot(partner_page, "partner-earnings")
     assert marker and partner_page.evaluate("window.__notReloaded === true")
 
 
