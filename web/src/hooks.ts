@@ -72,13 +72,15 @@ export function usePolled<T>(fetcher: () => Promise<T>, deps: unknown[], interva
     let stopped = false;
     let inFlight = false;
     let again = false;
+    let failures = 0;
     let timer: ReturnType<typeof setTimeout> | undefined;
     setState({ data: undefined, error: null, loading: true });
 
     const schedule = () => {
       if (stopped || interval === null) return;
       clearTimeout(timer);
-      timer = setTimeout(run, interval);
+      // After failures the next round waits longer (2 s, 4 s, … up to 30 s) instead of asking every second.
+      timer = setTimeout(run, failures ? Math.min(interval * 2 ** failures, 30_000) : interval);
     };
     const run = async () => {
       if (stopped) return;
@@ -91,6 +93,7 @@ export function usePolled<T>(fetcher: () => Promise<T>, deps: unknown[], interva
       clearTimeout(timer);
       try {
         const data = await fetcherRef.current();
+        failures = 0;
         if (!stopped) {
           setState((previous) => {
             const shared = shareStructure(previous.data, data);
@@ -99,6 +102,7 @@ export function usePolled<T>(fetcher: () => Promise<T>, deps: unknown[], interva
           });
         }
       } catch (error) {
+        failures += 1;
         if (!stopped) {
           const problem = asApiError(error);
           setState((previous) =>
