@@ -83,7 +83,7 @@ NOT_BUILT_HTML = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Partner Center is not built</title></head>
 <body><main><h1>The Partner Center page is not built yet</h1>
 <p>The gateway serves the page from <code>{web_dir}</code>, which holds no <code>index.html</code>.</p>
-<p>Build it: <code>./run up</code> does (it needs Node.js 18 or newer and npm), or by hand
+<p>Build it: <code>./run up</code> does (it needs Node.js 20.19 or newer and npm), or by hand
 <code>cd web &amp;&amp; npm ci &amp;&amp; npm run build</code>. The APIs answer meanwhile under <code>/v1/…</code>.</p>
 </main></body></html>
 """
