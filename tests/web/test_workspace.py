@@ -1,6 +1,7 @@
 """The Partner Center in a real browser, as a partner and as staff: earnings with their explanations, MDF applied
 for and claimed, a statement downloaded and disputed; a reclassification reaching the partner's open page without a
-reload; staff approving a fund request and settling a dispute; a rejected form showing the problem; a phone's width.
+reload, and an FX rate and its correction; staff approving a fund request, paying a claim, settling a dispute; a
+rejected form showing the problem; webhook subscriptions; a phone's width.
 
 The data is set up once through the REST API on the gateway (CONTRACT §3 to §6), following docs/statements.md: a sale
 of last month, priced, then last month closed (its statement is final), and a sale of this month.
@@ -315,7 +316,7 @@ def test_an_fx_rate_and_its_correction_reach_the_partners_open_page_with_their_c
     page.get_by_role("listitem").filter(has_text="The THB/USD rate from").filter(has_text="+$3.50").first.wait_for()
 
 
-def test_staff_approve_a_fund_request_and_settle_a_dispute_and_the_partner_sees_the_outcome(
+def test_staff_approve_a_fund_request_pay_a_claim_and_settle_a_dispute_and_the_partner_sees_the_outcome(
     workspace: Workspace, story: Story, page: Any, browser: Any
 ) -> None:
     with workspace.api("partner", story.partner_id) as partner_api, workspace.api("admin") as admin_api:
@@ -351,6 +352,13 @@ def test_staff_approve_a_fund_request_and_settle_a_dispute_and_the_partner_sees_
     page.get_by_text("Decide fund request Trade fair stand in Malmö: approve recorded.").first.wait_for()
     card.wait_for(state="detached")
 
+    claim = page.get_by_role("listitem").filter(has_text="webinar-invoice.pdf")
+    claim.get_by_role("button", name="Review").click()
+    pay = claim.get_by_role("form")
+    pay.get_by_label("Decision").select_option("approve")
+    pay.get_by_role("button", name="Record decision").click()
+    claim.wait_for(state="detached")
+
     disputed = page.get_by_role("listitem").filter(has_text="the November volume bonus was not paid")
     disputed.get_by_role("button", name="Review").click()
     settle = disputed.get_by_role("form")
@@ -367,6 +375,8 @@ def test_staff_approve_a_fund_request_and_settle_a_dispute_and_the_partner_sees_
         decided = partner.get_by_role("listitem").filter(has_text="Trade fair stand in Malmö")
         decided.get_by_text("approved", exact=True).wait_for()
         decided.get_by_text("fits the fair budget").wait_for()
+        paid = partner.get_by_role("table", name="Your claims").get_by_role("row").filter(has_text="$250.00")
+        paid.get_by_text("paid", exact=True).wait_for()
         partner.evaluate("route => { window.location.hash = route }", f"#/statements/{story.last_period}")
         outcome = partner.get_by_role("table", name="Your disputes and their outcome").get_by_role("row").filter(
             has_text="whole statement")
