@@ -120,7 +120,9 @@ class Workspace:
         return event
 
 
-@pytest.fixture(scope="session")
+# Package-scoped, not session-scoped: Playwright's sync API runs an event loop in this thread while it is open, so
+# it must be closed before the asynchronous tests of the packages after this one (tests/webhooks) start theirs.
+@pytest.fixture(scope="package")
 def workspace() -> Iterator[Workspace]:
     build_page()
     path = short_dir()
@@ -158,7 +160,7 @@ def _unavailable(reason: str) -> None:
     pytest.skip(message)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Any]:
     executable = chromium_path()
     if executable is None:
