@@ -1,12 +1,12 @@
-"""The Partner Center in a real browser: one `partnerhub up` per session (the gateway included) and Chromium.
+"""The Partner Center in a real browser: one `partnerhub up` for the package (the gateway included) and Chromium.
 
 Fixtures:
-  workspace   (session) a real `partnerhub up` subprocess on free ports with a fresh data dir, the page built
+  workspace   (package) a real `partnerhub up` subprocess on free ports with a fresh data dir, the page built
               beforehand (`./run web`, which rebuilds only when web/ changed); stopped with SIGINT at the end.
               .url (the gateway origin), .token(role, partner_id=None), .link(role, partner_id=None),
               .api(role, partner_id=None) -> httpx.Client on the gateway origin, .publish_sale(**fields),
               .env (the environment of `up`, with KAFKA_BOOTSTRAP_SERVERS and the ports), .text() (what `up` printed)
-  browser     (session) Chromium driven by Playwright's sync API: Debian's /usr/bin/chromium or $PARTNERHUB_CHROMIUM,
+  browser     (package) Chromium driven by Playwright's sync API: Debian's /usr/bin/chromium or $PARTNERHUB_CHROMIUM,
               headless. Missing: a failure under CI=true, else a skip saying how to install it.
   page        (function) a fresh context, 1280x900, en-US, UTC, downloads accepted
   phone_page  (function) the same at 390x844, is_mobile and has_touch
