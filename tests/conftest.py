@@ -117,7 +117,12 @@ async def running_service(name: str, settings: Settings | None = None) -> AsyncI
     from partnerhub.service import create_service_app
 
     module = importlib.import_module(f"services.{name}.app")
-    app = module.create_app() if settings is None else create_service_app(module.SPEC, settings)
+    if settings is None:
+        # Stopping waits at most this long for the session's other services to fall quiet (draining itself is
+        # proven by the tests of `partnerhub up` and of the relay); the default 30 s made the session's teardown
+        # wait ~25 s.
+        settings = get_settings().model_copy(update={"drain_timeout_seconds": 3.0})
+    app = create_service_app(module.SPEC, settings)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url=f"http://{name}") as client:
