@@ -604,6 +604,7 @@ class Posting:
 
     items: list[ItemRow] = field(default_factory=list)  # new (sale, program) items
     updated: list[ItemRow] = field(default_factory=list)  # items that exist and moved
+    moved: set[str] = field(default_factory=set)  # which ITEM_FIELDS any of the updated items moved in
     removed: list[tuple[str, str]] = field(default_factory=list)  # (sale, program) items that no longer exist
     entries: list[Entry] = field(default_factory=list)
     statuses: dict[str, str] = field(default_factory=dict)  # sales whose own status moved
@@ -624,6 +625,7 @@ class Posting:
     def merge(self, other: Posting) -> None:
         self.items += other.items
         self.updated += other.updated
+        self.moved |= other.moved
         self.removed += other.removed
         self.entries += other.entries
         self.statuses.update(other.statuses)
@@ -753,8 +755,9 @@ def _post_change(posting: Posting, pricing: Pricing, held: Mapping[str, Position
         row = _item_row(pricing, code, item, revision)
         if position is None:
             posting.items.append(row)
-        elif _moved(position, row):
+        elif moved := _moved(position, row):
             posting.updated.append(row)
+            posting.moved.update(moved)
     for code, position in held.items():
         if code in seen:
             continue
@@ -772,8 +775,9 @@ def _post_change(posting: Posting, pricing: Pricing, held: Mapping[str, Position
             posting.add_delta(currency, -position.amount)
         if revision:
             row = _item_row(pricing, code, Item(code, None, ZERO, WITHDRAWN, currency), revision)
-            if _moved(position, row):
+            if moved := _moved(position, row):
                 posting.updated.append(row)
+                posting.moved.update(moved)
         else:
             posting.removed.append((sale.sale_id, code))
     if changed:
@@ -781,11 +785,21 @@ def _post_change(posting: Posting, pricing: Pricing, held: Mapping[str, Position
         posting.events.append(accrual_event(pricing, "accrual.adjusted", why, posting.at))
 
 
-def _moved(position: Position, row: ItemRow) -> bool:
-    """Whether the stored item differs from the new one in anything it shows or counts."""
-    return position.shown is None or position.amount != row.amount or (
-        position.status != row.status) or position.revision != row.revision or position.shown != (
-        row.rate, row.classification, row.tier, row.category, row.detail, row.fx_rate)
+# What repricing can move in an item that exists: its sale's own facts (amount, currency, period) never change.
+ITEM_FIELDS = ("amount", "status", "revision", "rate", "classification", "tier", "category", "detail", "fx_rate")
+
+
+def _moved(position: Position, row: ItemRow) -> tuple[str, ...]:
+    """The fields in which the stored item differs from the new one, in anything it shows or counts (every field
+    when what it shows is not known); empty when it did not move."""
+    new = (row.amount, row.status, row.revision, row.rate, row.classification, row.tier, row.category, row.detail,
+           row.fx_rate)
+    if position.shown is None:
+        return ITEM_FIELDS
+    old = (position.amount, position.status, position.revision, *position.shown)
+    if old == new:
+        return ()
+    return tuple(name for name, was, now in zip(ITEM_FIELDS, old, new, strict=True) if was != now)
 
 
 

@@ -7,6 +7,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from operator import itemgetter
 from typing import Any
 
 import sqlalchemy as sa
@@ -17,6 +18,7 @@ from partnerhub.db import advisory_lock, copy_rows, driver, try_advisory_lock
 from partnerhub.timeutil import BEGINNING
 from services.incentives import models as m
 from services.incentives.domain import (
+    ITEM_FIELDS,
     BipFigures,
     BipGroup,
     BipKey,
@@ -85,25 +87,27 @@ REPLICA_VALUES: dict[str, Any] = {
     "owner": lambda value: uuid.UUID(value) if value is not None else None,
     "eligibility": lambda value: value == "true",
 }
-# What repricing an existing item can move: the sale's own facts (amount, currency, period) never change.
-MOVING_COLUMNS = ("sale_id", "program_code", "partner_id", "rate", "amount", "status", "classification", "tier",
-                  "category", "detail", "revision", "fx_rate")
+# An existing item's key and what repricing can move in it (domain.ITEM_FIELDS), as the moves are written.
+MOVING_COLUMNS = ("sale_id", "program_code", *ITEM_FIELDS)
 ITEM_CHANGES_TABLE = (
-    "CREATE TEMP TABLE IF NOT EXISTS item_moves (sale_id text, program_code text, partner_id uuid, "
-    "rate numeric(12,6), amount numeric(18,2), status text, classification text, tier text, category text, "
-    "detail text, revision int, fx_rate numeric(18,10)) ON COMMIT DELETE ROWS"
+    "CREATE TEMP TABLE IF NOT EXISTS item_moves (sale_id text, program_code text, amount numeric(18,2), "
+    "status text, revision int, rate numeric(12,6), classification text, tier text, category text, detail text, "
+    "fx_rate numeric(18,10)) ON COMMIT DELETE ROWS"
 )
-ITEM_SET = ", ".join(f"{c} = u.{c}" for c in MOVING_COLUMNS[2:]) + ", updated_at = now()"
 FEW = 100
 UPDATE_FEW_ITEMS = (
-    f"UPDATE accrual_items a SET {ITEM_SET} FROM unnest($1::text[], $2::text[], $3::uuid[], $4::numeric[], "
-    "$5::numeric[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::int[], $12::numeric[]) "
-    f"AS u({', '.join(MOVING_COLUMNS)}) WHERE a.sale_id = u.sale_id AND a.program_code = u.program_code"
-)
-UPDATE_ITEMS = (
-    f"UPDATE accrual_items a SET {ITEM_SET} FROM item_moves u "
+    "UPDATE accrual_items a SET " + ", ".join(f"{c} = u.{c}" for c in ITEM_FIELDS) + ", updated_at = now() "
+    "FROM unnest($1::text[], $2::text[], $3::numeric[], $4::text[], $5::int[], $6::numeric[], $7::text[], "
+    f"$8::text[], $9::text[], $10::text[], $11::numeric[]) AS u({', '.join(MOVING_COLUMNS)}) "
     "WHERE a.sale_id = u.sale_id AND a.program_code = u.program_code"
 )
+
+
+def _update_items(fields: Sequence[str]) -> str:
+    """The join that moves these fields of the items in item_moves (and only these: a recalculation usually
+    moves a few, and each column left out is one less to encode, send and write per item)."""
+    return (f"UPDATE accrual_items a SET {', '.join(f'{c} = u.{c}' for c in fields)}, updated_at = now() "
+            "FROM item_moves u WHERE a.sale_id = u.sale_id AND a.program_code = u.program_code")
 
 
 def _item_records(items: Sequence[ItemRow]) -> list[tuple[Any, ...]]:
@@ -113,8 +117,8 @@ def _item_records(items: Sequence[ItemRow]) -> list[tuple[Any, ...]]:
 
 
 def _move_records(items: Sequence[ItemRow]) -> list[tuple[Any, ...]]:
-    return [(i.sale_id, i.program_code, i.partner_id, i.rate, i.amount, i.status, i.classification, i.tier,
-             i.category, i.detail, i.revision, i.fx_rate) for i in items]
+    return [(i.sale_id, i.program_code, i.amount, i.status, i.revision, i.rate, i.classification, i.tier,
+             i.category, i.detail, i.fx_rate) for i in items]
 
 
 def _entry_records(entries: Sequence[Entry], run_id: uuid.UUID | None) -> list[tuple[Any, ...]]:
@@ -129,6 +133,7 @@ class PostingRows:
 
     items: list[tuple[Any, ...]] = field(default_factory=list)
     moves: list[tuple[Any, ...]] = field(default_factory=list)
+    moved: set[str] = field(default_factory=set)  # the fields any of the moves moved
     entries: list[tuple[Any, ...]] = field(default_factory=list)
     removed: list[tuple[str, str]] = field(default_factory=list)
     statuses: dict[str, str] = field(default_factory=dict)
@@ -137,6 +142,7 @@ class PostingRows:
     def add(self, posting: Posting, run_id: uuid.UUID | None) -> None:
         self.items += _item_records(posting.items)
         self.moves += _move_records(posting.updated)
+        self.moved |= posting.moved
         self.entries += _entry_records(posting.entries, run_id)
         self.removed += posting.removed
         self.statuses.update(posting.statuses)
@@ -482,17 +488,23 @@ class IncentivesRepository:
             # A few items (one account's small recalculation): one statement.
             await conn.execute(UPDATE_FEW_ITEMS, *[list(column) for column in zip(*rows.moves, strict=True)])
         elif rows.moves:
-            # COPY in, then one join: binary COPY encodes rows far cheaper than arrays of parameters.
+            # COPY in, then one join: binary COPY encodes rows far cheaper than arrays of parameters. Only the
+            # fields that moved go in.
+            fields = [name for name in ITEM_FIELDS if name in rows.moved]
+            columns = ["sale_id", "program_code", *fields]
+            records = rows.moves
+            if len(fields) < len(ITEM_FIELDS):
+                records = list(map(itemgetter(0, 1, *(2 + ITEM_FIELDS.index(name) for name in fields)), records))
             if not self.item_moves_ready:
                 # Without statistics the planner would scan every item per chunk instead of looking each one
                 # up; the first chunk's serve the others (the table is refilled with as many rows each time).
                 await conn.execute(ITEM_CHANGES_TABLE)
-                await conn.copy_records_to_table("item_moves", records=rows.moves, columns=MOVING_COLUMNS)
+                await conn.copy_records_to_table("item_moves", records=records, columns=columns)
                 await conn.execute("ANALYZE item_moves")
                 self.item_moves_ready = True
             else:
-                await conn.copy_records_to_table("item_moves", records=rows.moves, columns=MOVING_COLUMNS)
-            await conn.execute(f"{UPDATE_ITEMS}; TRUNCATE item_moves")  # one round trip
+                await conn.copy_records_to_table("item_moves", records=records, columns=columns)
+            await conn.execute(f"{_update_items(fields)}; TRUNCATE item_moves")  # one round trip
         await copy_rows(self.session, "ledger", LEDGER_COLUMNS, rows.entries)
         if replace and rows.statuses:
             await conn.execute(

@@ -82,6 +82,22 @@ def test_nothing_moves_when_nothing_changed() -> None:
     assert posting.entries == [] and posting.events == [] and posting.changed == 0 and posting.recomputed == 1
 
 
+def test_an_updated_item_names_the_fields_it_moved_in_and_only_those_are_rewritten() -> None:
+    shown = (Decimal("0.05"), "commercial", "gold", "software", None, None)  # rate, facts, detail, fx_rate
+    held = {"S-1": {"BASE": Position(Decimal("50.00"), "accrued", 1, shown)}}
+    posting = post_sales(priced(replicas("key"), sale(status="accrued")), held, OPEN, cause_of("reclass"))
+    assert [(i.program_code, i.amount, i.revision, i.classification) for i in posting.updated] == [
+        ("BASE", Decimal("80.00"), 2, "key")]
+    assert posting.moved == {"amount", "revision", "rate", "classification"}
+    # Stored facts unknown: every field is rewritten; the same facts again: nothing is.
+    unknown = post_sales(priced(replicas("key"), sale(status="accrued")),
+                         {"S-1": {"BASE": Position(Decimal("80.00"), "accrued", 2)}}, OPEN, cause_of("x"))
+    assert len(unknown.updated) == 1 and unknown.moved == {"amount", "status", "revision", "rate",
+                                                           "classification", "tier", "category", "detail", "fx_rate"}
+    same = post_sales(priced(replicas(), sale(status="accrued")), held, OPEN, cause_of("x"))
+    assert same.updated == [] and same.moved == set()
+
+
 def test_a_sale_of_a_closed_period_posts_into_the_first_open_one_and_points_back() -> None:
     held = {"S-1": {"BASE": Position(Decimal("50.00"), "accrued", 1)}}
     posting = post_sales(priced(replicas("key"), sale(status="accrued")), held, Periods("2026-04"), cause_of("c"))
