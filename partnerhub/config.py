@@ -71,6 +71,8 @@ class Settings(BaseSettings):
     # Batches a consumer of a topic that allows it (sales.recorded) applies at once, in transactions of their own.
     consumer_concurrency: int = 3
     drain_timeout_seconds: float = 30.0
+    # Stopping drains until the relay and the consumers have had nothing to do for this long.
+    drain_quiet_seconds: float = 1.5
     # How often periodic sweeps (certification expiry, preregistration expiry, ...) run.
     sweep_interval_seconds: float = 60.0
     # How long an Idempotency-Key is remembered: a replay within it answers the first response.

@@ -33,7 +33,6 @@ from partnerhub.relay import OutboxRelay
 from partnerhub.sweeps import periodic
 
 log = logging.getLogger(__name__)
-DRAIN_QUIET_SECONDS = 1.5
 UNJOINED_GRACE_SECONDS = 15.0
 IDEMPOTENCY_SWEEP = "idempotency-keys"
 
@@ -75,7 +74,7 @@ class ServiceContext:
                 quiet_since = None
             elif quiet_since is None:
                 quiet_since = loop.time()
-            elif loop.time() - quiet_since >= DRAIN_QUIET_SECONDS:
+            elif loop.time() - quiet_since >= self.settings.drain_quiet_seconds:
                 return
             await asyncio.sleep(0.1)
         log.warning("drain timed out; stopping with work left for the next start")

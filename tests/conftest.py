@@ -118,10 +118,10 @@ async def running_service(name: str, settings: Settings | None = None) -> AsyncI
 
     module = importlib.import_module(f"services.{name}.app")
     if settings is None:
-        # Stopping waits at most this long for the session's other services to fall quiet (draining itself is
-        # proven by the tests of `partnerhub up` and of the relay); the default 30 s made the session's teardown
-        # wait ~25 s.
-        settings = get_settings().model_copy(update={"drain_timeout_seconds": 3.0})
+        # Stopping waits briefly for the session's other services to fall quiet (draining itself is proven by the
+        # tests of `partnerhub up` and of the relay): the defaults (30 s at most, 1.5 s of quiet) made the
+        # session's teardown wait 25 s for its half-dozen services, one after the other.
+        settings = get_settings().model_copy(update={"drain_timeout_seconds": 1.0, "drain_quiet_seconds": 0.3})
     app = create_service_app(module.SPEC, settings)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
@@ -177,3 +177,34 @@ async def publish(infrastructure: Infrastructure) -> AsyncIterator[Publish]:
 
     yield send
     await producer.stop()
+
+
+# --- the shared `partnerhub up` of the end-to-end tests (tests/e2e/conftest.py: SharedHub) -------------------
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The tests asking for `hub` run one after another, where the first of them would have, in SharedHub's
+    order, so one `partnerhub up` serves them all."""
+    from tests.e2e.conftest import SharedHub
+
+    sharing = [item for item in items if "hub" in getattr(item, "fixturenames", ())]
+    if not sharing:
+        return
+    first = items.index(sharing[0])
+    shared = set(sharing)
+    rest = [item for item in items if item not in shared]
+    ordered = sorted(sharing, key=lambda item: SharedHub.rank(item.nodeid.split("::")[0]))
+    items[:] = rest[:first] + ordered + rest[first:]
+
+
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    """After the last test sharing `hub`, it stops (and must stop cleanly)."""
+    if "hub" in getattr(item, "fixturenames", ()) and (
+            nextitem is None or "hub" not in getattr(nextitem, "fixturenames", ())):
+        from tests.e2e.conftest import SHARED_HUB
+
+        SHARED_HUB.release()
+
+
+def pytest_sessionfinish() -> None:
+    from tests.e2e.conftest import SHARED_HUB
+
+    SHARED_HUB.release()

@@ -164,20 +164,60 @@ def hub_dir() -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
-@pytest.fixture(scope="module")
-def hub() -> Iterator[Hub]:
-    """One `partnerhub up` shared by a module's tests; it must stop cleanly (exit code 0) at the end."""
-    path = short_dir()
-    running = Hub(path)
-    try:
-        running.start()
-        yield running
-        code = running.stop()
-        assert code == 0, f"`partnerhub up` stopped with {code}:\n{running.report()}"
-    finally:
+class SharedHub:
+    """The one `partnerhub up` the tests asking for `hub` share: started by the first of them, stopped after the
+    last (tests/conftest.py runs them one after another and releases it), and it must stop cleanly (exit code
+    0). Starting and stopping `up` is ~12 s; the tests that prove those start their own."""
+
+    # The modules sharing it, in the order they run: the documents' walk-throughs first, on a system as fresh as
+    # a reader's (what they print assumes one), the fuzz test last (it sends anything an admin may).
+    ORDER = ("tests/e2e/test_docs.py", "tests/e2e/test_walkthrough.py", "tests/e2e/test_funds_flow.py",
+             "tests/robustness/test_fuzz.py")
+
+    def __init__(self) -> None:
+        self.running: Hub | None = None
+
+    def get(self) -> Hub:
+        if self.running is None:
+            running = Hub(short_dir())
+            try:
+                running.start()
+            except BaseException:
+                self._forget(running)
+                raise
+            self.running = running
+        return self.running
+
+    def release(self) -> None:
+        running, self.running = self.running, None
+        if running is None:
+            return
+        try:
+            code = running.stop()
+            assert code == 0, f"`partnerhub up` stopped with {code}:\n{running.report()}"
+        finally:
+            self._forget(running)
+
+    @staticmethod
+    def _forget(running: Hub) -> None:
         running.stop()
         if not os.environ.get("PARTNERHUB_E2E_KEEP"):
-            shutil.rmtree(path, ignore_errors=True)
+            shutil.rmtree(running.data_dir, ignore_errors=True)
+
+    @classmethod
+    def rank(cls, module: str) -> int:
+        """Where a module's tests run among the sharers: one not listed runs first, as it may need the cleanest
+        state."""
+        return cls.ORDER.index(module) + 1 if module in cls.ORDER else 0
+
+
+SHARED_HUB = SharedHub()
+
+
+@pytest.fixture
+def hub() -> Hub:
+    """The shared `partnerhub up` (SharedHub)."""
+    return SHARED_HUB.get()
 
 
 def headers(role: str = "admin", partner_id: str | None = None) -> dict[str, str]:

@@ -23,6 +23,7 @@ FAST = {
     "webhook_secrets_keys": "hNwQbvwxVBh6jIzBfiWMYmT4pzKwRBQWyMlLNfB5rZc=",
     # It publishes nothing: stopping need not wait for the session's other services to fall quiet.
     "drain_timeout_seconds": 3.0,
+    "drain_quiet_seconds": 0.3,
 }
 
 
