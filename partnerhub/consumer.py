@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import time
@@ -270,8 +271,9 @@ class ConsumerRunner:
                 log.info("batch rolled back; applying its events one by one",
                          extra={"fields": {"error": repr(exc), "size": len(messages)}})
             else:
-                for message, outcome in applied:
-                    EVENTS_CONSUMED.labels(self.service, message.topic, outcome).inc()
+                counts = collections.Counter((message.topic, outcome) for message, outcome in applied)
+                for (topic, outcome), count in counts.items():
+                    EVENTS_CONSUMED.labels(self.service, topic, outcome).inc(count)
                 return
         for message in messages:
             await self.process(message)

@@ -79,6 +79,8 @@ def parse_rate(raw: object) -> Decimal:
 
 
 def parse_positive_money(raw: object) -> Decimal:
+    if isinstance(raw, str) and _POSITIVE_MONEY.match(raw):  # the usual case: plainly written, so a money amount
+        return round_money(Decimal(raw))
     value = parse_money(raw)
     if isinstance(raw, str) and not _POSITIVE_MONEY.match(raw):
         raise ValueError(f"{raw!r} is not a positive amount written plainly, such as \"1250.00\" or \"0.50\"")

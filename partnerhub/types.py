@@ -89,6 +89,8 @@ def _rfc3339(value: object) -> object:
     """JSON timestamps are RFC 3339 strings with an offset; numbers and zone-less strings are refused."""
     if isinstance(value, datetime):
         return value
+    if isinstance(value, str) and _TIMESTAMP.match(value):  # the usual case: one match accepts it
+        return value
     if not isinstance(value, str) or not RFC3339.match(value):
         raise ValueError("a timestamp is an RFC 3339 string with a time zone, e.g. 2026-02-01T10:00:00Z")
     if not _TIMESTAMP.match(value):
