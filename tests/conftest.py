@@ -195,6 +195,34 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items[:] = rest[:first] + ordered + rest[first:]
 
 
+# --- two workers (./run test: pytest-xdist) ----------------------------------------------------------------------
+# The tests that start fleets of processes: the shared `hub`'s (SharedHub.ORDER), every other end-to-end test and
+# the fault test. They go to one worker, one after another in the order above, so two fleets never compete for
+# the two cores; the Partner Center's tests (one `partnerhub up` for the package) go to one worker; every other
+# test is scheduled alone, wherever a worker is free.
+FLEETS = ("tests/e2e/", "tests/faults/test_processes.py", "tests/robustness/test_fuzz.py")
+
+
+def worker_group(nodeid: str) -> str:
+    if nodeid.startswith("tests/web/"):
+        return "tests/web"
+    if nodeid.startswith(FLEETS):
+        return "fleets"
+    return nodeid
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    from xdist.scheduler import LoadScopeScheduling
+
+    class FleetScheduling(LoadScopeScheduling):
+        """LoadScopeScheduling whose scopes are worker_group's: a scope's tests run on one worker, in order."""
+
+        def _split_scope(self, nodeid: str) -> str:
+            return worker_group(nodeid)
+
+    return FleetScheduling(config, log)
+
+
 def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
     """After the last test sharing `hub`, it stops (and must stop cleanly)."""
     if "hub" in getattr(item, "fixturenames", ()) and (

@@ -134,7 +134,8 @@ async def test_an_idempotency_key_is_forgotten_after_its_lifetime(registry: http
     await registry.post("/v1/partners", json=PARTNER, headers={**tokens(), "Idempotency-Key": old})
     await run_sql(registry, "UPDATE idempotency_keys SET created_at = now() - interval '25 hours' WHERE key = :k",
                   k=old)
-    assert await sweep(registry, "idempotency-keys", prune_idempotency_keys) >= 1
+    # The service's own sweep may get there first (it runs on a clock): either way the expired key is gone.
+    await sweep(registry, "idempotency-keys", prune_idempotency_keys)
     kept = await run_sql(registry, "SELECT key FROM idempotency_keys WHERE key IN (:a, :b)", a=key, b=old)
     assert [row.key for row in kept] == [key]
 
