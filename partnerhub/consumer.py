@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from partnerhub import tracing
 from partnerhub.config import Settings
-from partnerhub.db import Database, Transaction, is_transient, write_letter
+from partnerhub.db import Database, Transaction, is_transient, lost_race, write_letter
 from partnerhub.events import CloudEvent, EnvelopeError, parse_message
 from partnerhub.kafka import bootstrap, dead_letter_topic
 from partnerhub.logs import set_traceparent, trace_id
@@ -420,9 +420,9 @@ class ConsumerRunner:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                if is_transient(exc):
+                if is_transient(exc) or lost_race(exc):
                     log.warning(
-                        "transient database failure; retrying event",
+                        "transient database failure or a race lost to a concurrent transaction; retrying event",
                         extra={"fields": {"event_id": event.id, "error": repr(exc)}},
                     )
                     await asyncio.sleep(min(0.2 * 2**attempts, 5.0))

@@ -104,6 +104,16 @@ async def _reset_read(connection: asyncpg.Connection) -> None:
         await connection.execute("ROLLBACK")
 
 
+class LostRace(Exception):
+    """A transaction lost a race: a concurrent one wrote the same key first and committed. Run again, it sees
+    what the winner wrote and answers as if it had come after it (a duplicate, a conflict), so it is retried
+    like a transient failure, never shown as an error."""
+
+
+def lost_race(exc: BaseException) -> bool:
+    return isinstance(exc, LostRace) or isinstance(exc.__cause__, LostRace)
+
+
 def _connection_lost(exc: BaseException) -> bool:
     """A plain asyncpg connection that can no longer be used: dropped by the database, or left by the drop in a
     protocol state asyncpg refuses to go on from ("cannot switch to state …")."""

@@ -10,11 +10,12 @@ from decimal import Decimal
 from operator import itemgetter
 from typing import Any
 
+import asyncpg
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from partnerhub.db import advisory_lock, copy_rows, driver, try_advisory_lock
+from partnerhub.db import LostRace, advisory_lock, copy_rows, driver, try_advisory_lock
 from partnerhub.timeutil import BEGINNING
 from services.incentives import models as m
 from services.incentives.domain import (
@@ -407,13 +408,19 @@ class IncentivesRepository:
 
     async def add_sales(self, sales: Sequence[Sale], statuses: Mapping[str, str], errors: Mapping[str, str]) -> None:
         """Inserts new sales with the status their pricing gave them (or 'received' with the error that set
-        them aside); the caller holds their account's lock, so none can have been inserted meanwhile."""
-        await copy_rows(self.session, "sales", SALE_COLUMNS, [
-            (s.sale_id, s.partner_id, s.account_id, s.sku, s.amount, s.currency, s.booked_at, s.sale_period,
-             statuses.get(s.sale_id, s.status), s.recorded_event_id, s.cancelled_at,
-             s.cancel_event_id, errors.get(s.sale_id))
-            for s in sales
-        ])
+        them aside). A sale a concurrent transaction recorded first (the same sale_id posted twice at once, or
+        sent again under another account) makes this one lose the race: LostRace, and the recording runs again."""
+        try:
+            await copy_rows(self.session, "sales", SALE_COLUMNS, [
+                (s.sale_id, s.partner_id, s.account_id, s.sku, s.amount, s.currency, s.booked_at, s.sale_period,
+                 statuses.get(s.sale_id, s.status), s.recorded_event_id, s.cancelled_at,
+                 s.cancel_event_id, errors.get(s.sale_id))
+                for s in sales
+            ])
+        except asyncpg.UniqueViolationError as exc:
+            if exc.constraint_name != "sales_pkey":
+                raise
+            raise LostRace(f"a sale was recorded by a concurrent transaction first: {exc.detail}") from exc
 
     # --- pricing: bulk load ---------------------------------------------------------------
     async def open_scope(self, scope: SaleScope) -> None:

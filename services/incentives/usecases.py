@@ -13,7 +13,7 @@ from decimal import Decimal
 from typing import Any
 
 from partnerhub.catalog import checked
-from partnerhub.db import OutboxRecord, Transaction, is_transient, outbox_records
+from partnerhub.db import OutboxRecord, Transaction, is_transient, lost_race, outbox_records
 from partnerhub.http import check_if_match
 from partnerhub.metrics import RECALCULATION_SECONDS, SALES_SET_ASIDE
 from partnerhub.money import format_money
@@ -201,7 +201,7 @@ class PricingPass:
                 await self.repo.save_posting(computed.rows, computed.priced, replace=not new,
                                              bip=self.pricer.has_bip)
         except Exception as exc:
-            if is_transient(exc):
+            if is_transient(exc) or lost_race(exc):
                 raise
             priced = computed.priced
             if len(priced) > 1:

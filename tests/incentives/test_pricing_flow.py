@@ -213,6 +213,26 @@ async def test_rest_sales_are_idempotent_by_sale_id(incentives, publish, tokens)
     await world.amount_becomes(sale["sale_id"], "5.00")
 
 
+async def test_the_same_new_sale_posted_at_once_is_received_once(incentives, publish, tokens) -> None:
+    """Requests racing with one new sale_id (a client retrying while the first is in flight): one records it,
+    the others answer as if they came after it, a duplicate or a 409 for other content, never a 500."""
+    import asyncio
+
+    world = await World(incentives, publish, tokens).setup()
+    for busy in (False, True):
+        sale = world.sale(f"RACE-{uuid.uuid4()}", "100.00", "2026-03-05T10:00:00Z")
+        if busy:  # a sale of an unknown partner and account: recorded as received, priced when they are known
+            sale = {**sale, "partner_id": str(uuid.uuid4()), "account_id": str(uuid.uuid4())}
+        same = [incentives.post("/v1/sales", json=sale, headers=tokens("system")) for _ in range(6)]
+        other = [incentives.post("/v1/sales", json={**sale, "amount": "101.00"}, headers=tokens("system"))
+                 for _ in range(2)]
+        answers = await asyncio.gather(*same, *other)
+        assert all(a.status_code in (202, 409) for a in answers), [a.text for a in answers]
+        accepted = [a.json()["outcome"] for a in answers if a.status_code == 202]
+        assert accepted.count("received") == 1 and set(accepted) <= {"received", "duplicate"}, accepted
+        assert len(accepted) in (6, 2) and len(answers) - len(accepted) in (2, 6)
+
+
 async def test_program_rules_that_could_tie_are_refused(incentives, tokens) -> None:
     response = await incentives.post("/v1/programs", headers=tokens(), json={
         "code": f"TIE-{uuid.uuid4().hex[:6]}", "name": "Tie", "kind": "base_rebate", "valid_from": T0,
