@@ -114,6 +114,20 @@ def lost_race(exc: BaseException) -> bool:
     return isinstance(exc, LostRace) or isinstance(exc.__cause__, LostRace)
 
 
+RACE_ATTEMPTS = 3
+
+
+async def rerun_lost_races(attempt: Callable[[], Awaitable[T]]) -> T:
+    """Runs a transaction (attempt opens and commits its own), again while it loses races, up to RACE_ATTEMPTS."""
+    for _ in range(RACE_ATTEMPTS - 1):
+        try:
+            return await attempt()
+        except Exception as exc:
+            if not lost_race(exc):
+                raise
+    return await attempt()
+
+
 def _connection_lost(exc: BaseException) -> bool:
     """A plain asyncpg connection that can no longer be used: dropped by the database, or left by the drop in a
     protocol state asyncpg refuses to go on from ("cannot switch to state …")."""

@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from partnerhub.config import get_settings
-from partnerhub.db import Database, Transaction, lost_race
+from partnerhub.db import Database, Transaction, rerun_lost_races
 from partnerhub.problems import Problem
 
 T = TypeVar("T")
@@ -127,26 +127,12 @@ async def idempotent(
 
     A transaction that lost a race to a concurrent one (LostRace: the same new key written there first) runs
     again, and answers as if it had come after it."""
-    for _ in range(RACE_ATTEMPTS - 1):
-        try:
-            return await _idempotent_once(db, request, key, payload, operation, status_code)
-        except Exception as exc:
-            if not lost_race(exc):
-                raise
-    return await _idempotent_once(db, request, key, payload, operation, status_code)
+    return await rerun_lost_races(lambda: _idempotent_once(db, request, key, payload, operation, status_code))
 
 
-RACE_ATTEMPTS = 3
-
-
-async def _idempotent_once(
-    db: Database,
-    request: Request,
-    key: str | None,
-    payload: BaseModel | dict[str, Any],
-    operation: Callable[[Transaction], Awaitable[tuple[Any, int | None]]],
-    status_code: int,
-) -> JSONResponse:
+async def _idempotent_once(db: Database, request: Request, key: str | None, payload: BaseModel | dict[str, Any],
+                           operation: Callable[[Transaction], Awaitable[tuple[Any, int | None]]],
+                           status_code: int) -> JSONResponse:
     async with db.transaction() as tx:
         if key is None:
             body, version = await operation(tx)
